@@ -1,0 +1,131 @@
+//! `nimbus server`: opens the embedded stores, makes sure an account and key exist,
+//! and serves the API until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nimbus_code::{OriginError, OriginStore, PackageLimits};
+use nimbus_store::{ControlStore, SqliteStore, StoreError, DEFAULT_ACCOUNT_CONCURRENCY};
+
+use crate::auth::{generate_key, hash_key, key_prefix, MIN_KEY_LEN};
+use crate::AppState;
+
+pub const DEFAULT_ACCOUNT: &str = "default";
+pub const KEY_FILE: &str = "api-key";
+pub const DATABASE_FILE: &str = "nimbus.db";
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    /// Key of the default account; without it the first start generates one.
+    pub api_key: Option<String>,
+    /// `s3://bucket/prefix` or `file:///dir`; the data directory's `origin` folder
+    /// when absent.
+    pub origin_url: Option<String>,
+    pub region: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("failed to use data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("failed to listen on {address}: {source}")]
+    Listen { address: String, source: std::io::Error },
+    #[error("control store: {0}")]
+    Store(#[from] StoreError),
+    #[error("origin store: {0}")]
+    Origin(#[from] OriginError),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Opens the control store in a data directory, creating both if needed.
+pub async fn open_store(data_dir: &Path) -> Result<SqliteStore, ServerError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir { path: data_dir.to_path_buf(), source })?;
+    Ok(SqliteStore::open(&data_dir.join(DATABASE_FILE)).await?)
+}
+
+/// Writes a secret to a new file that only its owner can read.
+pub fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    writeln!(file, "{secret}")
+}
+
+/// Makes sure the default account exists and that a key reaches it: the configured
+/// key, or on the first start a generated one written to the key file.
+async fn ensure_default_account(store: &SqliteStore, data_dir: &Path, api_key: Option<&str>) -> Result<(), ServerError> {
+    let account = match store.get_account_by_name(DEFAULT_ACCOUNT).await? {
+        Some(account) => account,
+        None => {
+            let account = store.create_account(DEFAULT_ACCOUNT, DEFAULT_ACCOUNT_CONCURRENCY).await?;
+            tracing::info!(account = DEFAULT_ACCOUNT, account_number = %account.account_number, "account created");
+            account
+        }
+    };
+    let key_file = data_dir.join(KEY_FILE);
+    match api_key {
+        Some(key) => {
+            if key.len() < MIN_KEY_LEN || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ServerError::InvalidConfig(format!(
+                    "--api-key must be at least {MIN_KEY_LEN} characters without spaces; generate one with `openssl rand -hex 32`"
+                )));
+            }
+            store.add_api_key(account.account_id, &hash_key(key), &key_prefix(key)).await?;
+            tracing::info!(account = DEFAULT_ACCOUNT, "using the API key given with --api-key");
+        }
+        None if key_file.exists() => {
+            tracing::info!(account = DEFAULT_ACCOUNT, path = %key_file.display(), "API key of the default account is in this file");
+        }
+        None => {
+            let key = generate_key();
+            store.add_api_key(account.account_id, &hash_key(&key), &key_prefix(&key)).await?;
+            write_secret_file(&key_file, &key)
+                .map_err(|source| ServerError::DataDir { path: key_file.clone(), source })?;
+            tracing::info!(account = DEFAULT_ACCOUNT, path = %key_file.display(), "created an API key for the default account and wrote it to this file");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler works on Unix");
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
+    let store = open_store(&config.data_dir).await?;
+    let origin = match &config.origin_url {
+        Some(url) => OriginStore::from_url(url)?,
+        None => OriginStore::local(&config.data_dir.join("origin"))?,
+    };
+    ensure_default_account(&store, &config.data_dir, config.api_key.as_deref()).await?;
+    tracing::info!(data_dir = %config.data_dir.display(), origin = %origin.describe(), "stores opened");
+
+    let state = AppState {
+        store: Arc::new(store),
+        origin: Arc::new(origin),
+        region: config.region.clone(),
+        package_limits: PackageLimits::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| ServerError::Listen { address: config.listen.clone(), source })?;
+    let address: SocketAddr = listener.local_addr().map_err(ServerError::Serve)?;
+    tracing::info!("listening on http://{address}");
+    axum::serve(listener, crate::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(ServerError::Serve)
+}

@@ -1,0 +1,165 @@
+//! The `nimbus` binary: argument parsing and wiring only.
+
+mod client;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use nimbus_api::admin;
+use nimbus_api::server::{self, ServerConfig};
+
+#[derive(Parser)]
+#[command(name = "nimbus", version, about = "Nimbus: a self-hosted serverless function platform")]
+struct Cli {
+    #[command(flatten)]
+    client: client::ClientArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the all-in-one server: API, control plane and embedded storage.
+    Server(ServerArgs),
+    /// Manage accounts and API keys directly in a data directory.
+    Admin(AdminArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Address and port to serve the API on; port 0 picks a free port.
+    #[arg(long, env = "NIMBUS_LISTEN", default_value = "127.0.0.1:9000")]
+    listen: String,
+    /// Directory of the embedded database, the code store and the generated key.
+    #[arg(long, env = "NIMBUS_DATA_DIR", default_value = "./nimbus-data")]
+    data_dir: PathBuf,
+    /// API key of the default account (at least 16 characters). Without it, the first
+    /// start generates a key and writes it to DATA_DIR/api-key.
+    #[arg(long, env = "NIMBUS_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Origin store for code packages: s3://BUCKET[/PREFIX] (credentials and endpoint
+    /// from the AWS_* environment variables) or file:///DIR. Default: DATA_DIR/origin.
+    #[arg(long, env = "NIMBUS_ORIGIN_URL")]
+    origin_url: Option<String>,
+    /// Region named in function ARNs.
+    #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
+    region: String,
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// Data directory of the server to manage.
+    #[arg(long, env = "NIMBUS_DATA_DIR", default_value = "./nimbus-data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account and print its first API key.
+    Create {
+        name: String,
+        /// Concurrent executions allowed across the account's functions.
+        #[arg(long, default_value_t = nimbus_store::DEFAULT_ACCOUNT_CONCURRENCY)]
+        concurrency_limit: u32,
+    },
+    /// List accounts.
+    List,
+    /// Change an account's concurrency limit.
+    SetLimit { name: String, concurrency_limit: u32 },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create another API key for an account and print it.
+    Create {
+        #[arg(long)]
+        account: String,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
+    let store = server::open_store(&args.data_dir).await?;
+    match args.command {
+        AdminCommand::Account(AccountCommand::Create { name, concurrency_limit }) => {
+            let (account, key) = admin::create_account(&store, &name, concurrency_limit).await?;
+            println!("account:           {}", account.name);
+            println!("account_id:        {}", account.account_id);
+            println!("account_number:    {}", account.account_number);
+            println!("concurrency_limit: {}", account.concurrency_limit);
+            println!("api_key:           {key}");
+            eprintln!("The API key is shown only once; store it now.");
+        }
+        AdminCommand::Account(AccountCommand::List) => {
+            println!("{:<24} {:<14} {:>11}  ACCOUNT_ID", "NAME", "NUMBER", "CONCURRENCY");
+            for account in admin::list_accounts(&store).await? {
+                println!(
+                    "{:<24} {:<14} {:>11}  {}",
+                    account.name, account.account_number, account.concurrency_limit, account.account_id
+                );
+            }
+        }
+        AdminCommand::Account(AccountCommand::SetLimit { name, concurrency_limit }) => {
+            admin::set_concurrency_limit(&store, &name, concurrency_limit).await?;
+            println!("account '{name}' may now run {concurrency_limit} concurrent executions");
+        }
+        AdminCommand::Key(KeyCommand::Create { account }) => {
+            let key = admin::create_key(&store, &account).await?;
+            println!("{key}");
+            eprintln!("The API key is shown only once; store it now.");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => {
+            init_logging();
+            let config = ServerConfig {
+                listen: args.listen,
+                data_dir: args.data_dir,
+                api_key: args.api_key,
+                origin_url: args.origin_url,
+                region: args.region,
+            };
+            server::run(config).await.map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
+        }
+        Command::Admin(args) => run_admin(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Client(command) => client::run(&cli.client, command).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
