@@ -117,8 +117,8 @@ fn newcomer_flow() {
     assert_eq!(first_sha256.len(), 64);
 
     // The same directory zips to the same package, so the hash is stable.
-    let shown = run_ok(&server, &["function", "get", "hello"]);
-    assert!(shown.contains(&first_sha256), "{shown}");
+    let latest_text = run_ok(&server, &["function", "get", "hello"]);
+    assert!(latest_text.contains(&first_sha256), "{latest_text}");
 
     let listed = run_ok(&server, &["function", "list"]);
     let header = listed.lines().next().unwrap_or_default();
@@ -182,8 +182,8 @@ fn newcomer_flow() {
     assert_eq!(field(&aliases_json, "aliases").as_array().unwrap().len(), 1);
 
     // Version 1 cannot go while the alias points at it.
-    let refused = run_failing(server.cli(), &["function", "delete", "hello", "--qualifier", "1"]);
-    let message = stderr(&refused);
+    let rejected = run_failing(server.cli(), &["function", "delete", "hello", "--qualifier", "1"]);
+    let message = stderr(&rejected);
     assert!(message.starts_with("error: "), "{message}");
     assert!(message.contains("live"), "the message should name the alias: {message}");
     assert!(message.contains("HTTP 409") || message.contains("HTTP 400"), "{message}");
@@ -195,8 +195,8 @@ fn newcomer_flow() {
     let deleted = run_ok(&server, &["function", "delete", "hello", "--qualifier", "1"]);
     assert_eq!(deleted, "deleted version 1 of function hello\n");
 
-    let gone = run_failing(server.cli(), &["function", "get", "hello", "--qualifier", "1"]);
-    assert!(stderr(&gone).contains("HTTP 404"), "{}", stderr(&gone));
+    let deleted_get = run_failing(server.cli(), &["function", "get", "hello", "--qualifier", "1"]);
+    assert!(stderr(&deleted_get).contains("HTTP 404"), "{}", stderr(&deleted_get));
     let versions = run_json(&server, &["function", "versions", "hello"]);
     let numbers: Vec<&str> =
         field(&versions, "versions").as_array().unwrap().iter().map(|v| str_field(v, "version")).collect();
@@ -247,8 +247,8 @@ fn create_from_zip_and_code_object() {
     assert_eq!(str_field(&from_object, "description"), "from an uploaded object");
 
     // update-config replaces the variables, and --clear-env removes them.
-    let changed = run_json(&server, &["function", "update-config", "from-object", "--env", "A=1", "--timeout", "30"]);
-    assert_eq!(field(&changed, "environment")["variables"], serde_json::json!({"A": "1"}));
+    let changed = run_json(&server, &["function", "update-config", "from-object", "--env", "LOG_LEVEL=debug", "--timeout", "30"]);
+    assert_eq!(field(&changed, "environment")["variables"], serde_json::json!({"LOG_LEVEL": "debug"}));
     assert_eq!(field(&changed, "timeout"), 30);
     let cleared = run_json(&server, &["function", "update-config", "from-object", "--clear-env"]);
     assert_eq!(field(&cleared, "environment")["variables"], serde_json::json!({}));
@@ -338,8 +338,8 @@ fn concurrency_and_account() {
 
     let set = run_json(&server, &["concurrency", "set", "limited", "5"]);
     assert_eq!(field(&set, "reserved_concurrent_executions"), 5);
-    let shown = run_ok(&server, &["concurrency", "get", "limited"]);
-    assert_eq!(shown, "reserved_concurrent_executions: 5\n");
+    let set_text = run_ok(&server, &["concurrency", "get", "limited"]);
+    assert_eq!(set_text, "reserved_concurrent_executions: 5\n");
     let configuration = run_json(&server, &["function", "get", "limited"]);
     assert_eq!(field(&configuration, "reserved_concurrent_executions"), 5);
 
@@ -374,7 +374,7 @@ fn api_key_from_data_dir() {
     let output = run(command, &["--json", "account"]);
     assert!(output.status.success(), "{}", stderr(&output));
 
-    // Without any key the CLI says how to pass one.
+    // Without any key, the error names the ways to pass one.
     let empty = tempfile::tempdir().unwrap();
     let mut command = Command::new(common::nimbus_binary());
     command.env("NIMBUS_ENDPOINT", &server.url).env_remove("NIMBUS_API_KEY").env("NIMBUS_DATA_DIR", empty.path());

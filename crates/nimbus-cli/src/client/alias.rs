@@ -17,17 +17,28 @@ pub enum AliasCommand {
     Update(PutAliasArgs),
 
     /// Show an alias.
-    Get { function: String, alias: String },
+    Get {
+        /// Function name.
+        function: String,
+        /// Alias name.
+        alias: String,
+    },
 
     /// List a function's aliases.
     List {
+        /// Function name.
         function: String,
         #[command(flatten)]
         page: PageArgs,
     },
 
     /// Delete an alias.
-    Delete { function: String, alias: String },
+    Delete {
+        /// Function name.
+        function: String,
+        /// Alias name.
+        alias: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -88,7 +99,7 @@ async fn put(api: &ApiClient, json: bool, args: PutAliasArgs) -> anyhow::Result<
     let response = api.put(&path, RequestBody::Json(body)).await?;
     let alias = response.json_body()?;
     if !json {
-        // Both subcommands send the same PUT, so the status tells which one happened.
+        // Both subcommands send the same PUT, and only the status shows whether the alias existed.
         let action = if response.status == StatusCode::CREATED { "created" } else { "updated" };
         println!("{action} alias {} of function {}", args.alias, args.function);
     }

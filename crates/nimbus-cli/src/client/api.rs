@@ -1,7 +1,6 @@
 //! HTTP access to the Nimbus API: endpoint and API key resolution, request URLs,
 //! and the conversion of error responses into [`ApiError`].
 
-use std::error::Error as _;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -249,8 +248,8 @@ pub fn build_url(endpoint: &Url, path: &[&str], query: &[(&str, String)]) -> any
 
 /// Returns the API key from `--api-key`/`NIMBUS_API_KEY`, or else from the key file
 /// that the server writes into its data directory.
-fn resolve_api_key(given: Option<&str>) -> anyhow::Result<String> {
-    if let Some(key) = given.map(str::trim).filter(|key| !key.is_empty()) {
+fn resolve_api_key(argument: Option<&str>) -> anyhow::Result<String> {
+    if let Some(key) = argument.map(str::trim).filter(|key| !key.is_empty()) {
         return Ok(key.to_string());
     }
     let data_dir = std::env::var_os("NIMBUS_DATA_DIR")

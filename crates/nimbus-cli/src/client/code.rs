@@ -10,6 +10,7 @@ use super::{output, package};
 pub enum CodeCommand {
     /// Upload a zip file, or a directory zipped on the fly, as a new object version.
     Upload {
+        /// Bucket name: 3 to 63 lowercase letters, digits, '.' and '-'.
         bucket: String,
         /// Object key; '/' separates path segments, as in S3.
         key: String,

@@ -10,16 +10,23 @@ use super::output;
 pub enum ConcurrencyCommand {
     /// Reserve concurrent executions for a function.
     Set {
+        /// Function name.
         function: String,
         /// Number of concurrent executions to reserve.
         executions: u32,
     },
 
     /// Show a function's reserved concurrency.
-    Get { function: String },
+    Get {
+        /// Function name.
+        function: String,
+    },
 
     /// Remove a function's reservation, so it uses the account's unreserved concurrency.
-    Delete { function: String },
+    Delete {
+        /// Function name.
+        function: String,
+    },
 }
 
 pub async fn run(api: &ApiClient, json: bool, command: ConcurrencyCommand) -> anyhow::Result<()> {

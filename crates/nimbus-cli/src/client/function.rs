@@ -19,6 +19,7 @@ pub enum FunctionCommand {
 
     /// Show a function's configuration.
     Get {
+        /// Function name.
         name: String,
         /// Version number or alias to show instead of $LATEST.
         #[arg(long)]
@@ -30,6 +31,7 @@ pub enum FunctionCommand {
 
     /// Replace the code of $LATEST.
     UpdateCode {
+        /// Function name.
         name: String,
         #[command(flatten)]
         code: CodeArgs,
@@ -43,6 +45,7 @@ pub enum FunctionCommand {
 
     /// Publish the current code and settings of $LATEST as a new version.
     Publish {
+        /// Function name.
         name: String,
         /// Description of the new version.
         #[arg(long)]
@@ -51,6 +54,7 @@ pub enum FunctionCommand {
 
     /// List a function's versions, $LATEST included.
     Versions {
+        /// Function name.
         name: String,
         #[command(flatten)]
         page: PageArgs,
@@ -58,6 +62,7 @@ pub enum FunctionCommand {
 
     /// Delete a function with all its versions and aliases, or only one version.
     Delete {
+        /// Function name.
         name: String,
         /// Version number to delete instead of the whole function.
         #[arg(long)]
@@ -65,8 +70,8 @@ pub enum FunctionCommand {
     },
 }
 
-/// Where the code comes from: a local path, or an object that `nimbus code upload`
-/// stored on the server.
+/// Source of the code: a local path, or an object that `nimbus code upload` stored
+/// on the server.
 #[derive(Debug, clap::Args)]
 pub struct CodeArgs {
     /// Directory to zip, or a .zip file to send as is.
@@ -132,7 +137,8 @@ pub struct SettingsArgs {
     #[arg(long, value_name = "MB")]
     pub ephemeral_storage: Option<u32>,
 
-    /// Environment variable; repeat for more. Replaces all variables of the function.
+    /// Environment variable; repeat for more. With update-config, the given variables
+    /// replace all existing ones.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_var)]
     pub env: Vec<(String, String)>,
 
@@ -140,7 +146,8 @@ pub struct SettingsArgs {
     #[arg(long, value_name = "MODE", value_parser = ["Active", "PassThrough"])]
     pub tracing_mode: Option<String>,
 
-    /// Layer version ARN; repeat for more, at most 5. Replaces all layers.
+    /// Layer version ARN; repeat for more, at most 5. With update-config, the given
+    /// layers replace all existing ones.
     #[arg(long = "layer", value_name = "ARN")]
     pub layers: Vec<String>,
 
@@ -148,11 +155,13 @@ pub struct SettingsArgs {
     #[arg(long, value_name = "ARN")]
     pub dead_letter_queue: Option<String>,
 
-    /// VPC subnet id; repeat for more. Together with --security-group-id, replaces the VPC configuration.
+    /// VPC subnet id; repeat for more. With update-config, --subnet-id and
+    /// --security-group-id replace the whole VPC configuration.
     #[arg(long = "subnet-id", value_name = "ID")]
     pub subnet_ids: Vec<String>,
 
-    /// VPC security group id; repeat for more. Together with --subnet-id, replaces the VPC configuration.
+    /// VPC security group id; repeat for more. With update-config, --subnet-id and
+    /// --security-group-id replace the whole VPC configuration.
     #[arg(long = "security-group-id", value_name = "ID")]
     pub security_group_ids: Vec<String>,
 }
@@ -185,6 +194,7 @@ impl SettingsArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
+    /// Function name: letters, digits, hyphens and underscores.
     pub name: String,
 
     /// Runtime id, for example python3.11 or nodejs20.x.
@@ -208,6 +218,7 @@ pub struct CreateArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct UpdateConfigArgs {
+    /// Function name.
     pub name: String,
 
     /// Runtime id, for example python3.12.

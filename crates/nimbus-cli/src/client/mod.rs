@@ -14,21 +14,29 @@ use std::process::ExitCode;
 
 use api::{ApiClient, ApiError};
 
+const GLOBAL_OPTIONS: &str = "Global options";
+
 /// Options shared by every client subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
     /// Base URL of the Nimbus API.
-    #[arg(long, global = true, env = "NIMBUS_ENDPOINT", default_value = "http://127.0.0.1:9000")]
+    #[arg(
+        long,
+        global = true,
+        env = "NIMBUS_ENDPOINT",
+        default_value = "http://127.0.0.1:9000",
+        help_heading = GLOBAL_OPTIONS
+    )]
     pub endpoint: String,
 
     /// API key sent as a bearer token. Without it, the key is read from the file
     /// `api-key` in the data directory ($NIMBUS_DATA_DIR, or ./nimbus-data), which
     /// `nimbus server` writes on its first start.
-    #[arg(long, global = true, env = "NIMBUS_API_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "NIMBUS_API_KEY", hide_env_values = true, help_heading = GLOBAL_OPTIONS)]
     pub api_key: Option<String>,
 
     /// Print the JSON response body instead of the human-readable output.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub json: bool,
 }
 
