@@ -122,8 +122,12 @@ fn newcomer_flow() {
 
     let listed = run_ok(&server, &["function", "list"]);
     let header = listed.lines().next().unwrap_or_default();
-    assert_eq!(header.split_whitespace().collect::<Vec<_>>(), ["NAME", "RUNTIME", "MEMORY", "TIMEOUT", "STATE", "LAST_MODIFIED"]);
-    let row = listed.lines().find(|line| line.starts_with("hello ")).unwrap_or_else(|| panic!("no row for hello: {listed}"));
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "RUNTIME", "MEMORY", "TIMEOUT", "STATE", "LAST_MODIFIED"]
+    );
+    let row =
+        listed.lines().find(|line| line.starts_with("hello ")).unwrap_or_else(|| panic!("no row for hello: {listed}"));
     assert!(row.contains("python3.11"), "{row}");
     assert!(row.contains("128 MB"), "{row}");
     let listed_json = run_json(&server, &["function", "list"]);
@@ -154,7 +158,10 @@ fn newcomer_flow() {
     assert_eq!(numbers, ["$LATEST", "1", "2"]);
     let versions_table = run_ok(&server, &["function", "versions", "hello"]);
     let rows: Vec<&str> = versions_table.lines().collect();
-    assert_eq!(rows[0].split_whitespace().collect::<Vec<_>>(), ["VERSION", "CODE_SHA256", "DESCRIPTION", "LAST_MODIFIED"]);
+    assert_eq!(
+        rows[0].split_whitespace().collect::<Vec<_>>(),
+        ["VERSION", "CODE_SHA256", "DESCRIPTION", "LAST_MODIFIED"]
+    );
     assert_eq!(rows.len(), 4, "{versions_table}");
     assert!(rows[2].starts_with("1 "), "{versions_table}");
     assert!(rows[2].contains(&second_sha256[..12]), "{versions_table}");
@@ -162,10 +169,8 @@ fn newcomer_flow() {
     assert!(rows[3].contains("third tag"), "{versions_table}");
 
     // An alias on version 1 that sends a quarter of the traffic to version 2.
-    let created_alias = run_ok(
-        &server,
-        &["alias", "create", "hello", "live", "--function-version", "1", "--routing-weight", "2=0.25"],
-    );
+    let created_alias =
+        run_ok(&server, &["alias", "create", "hello", "live", "--function-version", "1", "--routing-weight", "2=0.25"]);
     assert!(created_alias.starts_with("created alias live of function hello\n"), "{created_alias}");
     let alias = run_json(&server, &["alias", "get", "hello", "live"]);
     assert_eq!(str_field(&alias, "name"), "live");
@@ -219,6 +224,25 @@ fn create_from_zip_and_code_object() {
     );
     assert_eq!(field(&from_zip, "code_size"), zip.len());
 
+    // --publish on create publishes version 1 in the same request.
+    let published = run_ok(
+        &server,
+        &[
+            "function",
+            "create",
+            "zipped-published",
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "app.handler",
+            "--code",
+            zip_arg,
+            "--publish",
+        ],
+    );
+    assert!(published.starts_with("published version 1\n"), "{published}");
+    assert!(published.contains("function:zipped-published:1"), "{published}");
+
     // Upload the same zip as a code object under a key with '/' and a space.
     let uploaded = run_json(&server, &["code", "upload", "my-bucket", "releases/v1/function one.zip", zip_arg]);
     assert_eq!(str_field(&uploaded, "bucket"), "my-bucket");
@@ -235,10 +259,25 @@ fn create_from_zip_and_code_object() {
     let from_object = run_json(
         &server,
         &[
-            "function", "create", "from-object", "--runtime", "python3.11", "--handler", "app.handler",
-            "--s3-bucket", "my-bucket", "--s3-key", "releases/v1/function one.zip",
-            "--s3-object-version", &version_id, "--memory-size", "256", "--env", "STAGE=test",
-            "--description", "from an uploaded object",
+            "function",
+            "create",
+            "from-object",
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "app.handler",
+            "--s3-bucket",
+            "my-bucket",
+            "--s3-key",
+            "releases/v1/function one.zip",
+            "--s3-object-version",
+            &version_id,
+            "--memory-size",
+            "256",
+            "--env",
+            "STAGE=test",
+            "--description",
+            "from an uploaded object",
         ],
     );
     assert_eq!(str_field(&from_object, "code_sha256"), str_field(&uploaded, "sha256"));
@@ -247,7 +286,8 @@ fn create_from_zip_and_code_object() {
     assert_eq!(str_field(&from_object, "description"), "from an uploaded object");
 
     // update-config replaces the variables, and --clear-env removes them.
-    let changed = run_json(&server, &["function", "update-config", "from-object", "--env", "LOG_LEVEL=debug", "--timeout", "30"]);
+    let changed =
+        run_json(&server, &["function", "update-config", "from-object", "--env", "LOG_LEVEL=debug", "--timeout", "30"]);
     assert_eq!(field(&changed, "environment")["variables"], serde_json::json!({"LOG_LEVEL": "debug"}));
     assert_eq!(field(&changed, "timeout"), 30);
     let cleared = run_json(&server, &["function", "update-config", "from-object", "--clear-env"]);
@@ -256,7 +296,8 @@ fn create_from_zip_and_code_object() {
 
     // A directory given to `code upload` is zipped first.
     write_python_function(&dir.path().join("src"), "dir");
-    let from_dir = run_json(&server, &["code", "upload", "my-bucket", "src.zip", dir.path().join("src").to_str().unwrap()]);
+    let from_dir =
+        run_json(&server, &["code", "upload", "my-bucket", "src.zip", dir.path().join("src").to_str().unwrap()]);
     assert_ne!(str_field(&from_dir, "sha256"), str_field(&uploaded, "sha256"));
 }
 
@@ -266,7 +307,8 @@ fn bad_input_reported() {
     let code = tempfile::tempdir().unwrap();
     write_python_function(code.path(), "bad");
     let code_dir = code.path().to_str().unwrap();
-    let create = ["function", "create", "bad", "--runtime", "python3.11", "--handler", "app.handler", "--code", code_dir];
+    let create =
+        ["function", "create", "bad", "--runtime", "python3.11", "--handler", "app.handler", "--code", code_dir];
 
     // The CLI rejects a malformed --env before sending anything.
     let mut args = create.to_vec();
@@ -315,7 +357,7 @@ fn bad_input_reported() {
     let message = stderr(&output);
     assert!(message.starts_with("error: "), "{message}");
     assert!(message.contains("HTTP 401"), "{message}");
-    assert!(!message.contains("wrong-key"), "the key should not be echoed: {message}");
+    assert!(!message.contains("wrong-key-0000000000000000000000"), "the whole key should not be echoed: {message}");
 }
 
 #[test]
@@ -326,7 +368,14 @@ fn concurrency_and_account() {
     run_ok(
         &server,
         &[
-            "function", "create", "limited", "--runtime", "python3.11", "--handler", "app.handler", "--code",
+            "function",
+            "create",
+            "limited",
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "app.handler",
+            "--code",
             code.path().to_str().unwrap(),
         ],
     );
@@ -398,4 +447,44 @@ fn unreachable_server_named() {
     assert!(message.contains(&endpoint), "{message}");
     assert!(message.contains("nimbus server"), "{message}");
     assert!(message.contains("--endpoint"), "{message}");
+}
+
+#[test]
+fn list_follows_pages() {
+    // The server returns 50 functions per page by default, so 52 take two pages.
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let zip_path = dir.path().join("function.zip");
+    std::fs::write(&zip_path, python_zip()).unwrap();
+    let zip_arg = zip_path.to_str().unwrap();
+    let names: Vec<String> = (0..52).map(|index| format!("fn-{index:02}")).collect();
+    for name in &names {
+        run_ok(
+            &server,
+            &["function", "create", name, "--runtime", "python3.11", "--handler", "app.handler", "--code", zip_arg],
+        );
+    }
+
+    let all = run_json(&server, &["function", "list"]);
+    let listed: Vec<&str> =
+        field(&all, "functions").as_array().unwrap().iter().map(|f| str_field(f, "function_name")).collect();
+    assert_eq!(listed, names);
+    assert_eq!(field(&all, "next_marker"), &Value::Null);
+    let table = run_ok(&server, &["function", "list"]);
+    assert_eq!(table.lines().count(), 53, "{table}");
+
+    let first_page = run_json(&server, &["function", "list", "--max-items", "50"]);
+    assert_eq!(field(&first_page, "functions").as_array().unwrap().len(), 50);
+    let marker = str_field(&first_page, "next_marker").to_string();
+    let output = run(server.cli(), &["function", "list", "--max-items", "50"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).lines().count(), 51);
+    let hint = stderr(&output);
+    assert!(hint.contains(&format!("pass --marker {marker} for the next page")), "{hint}");
+
+    let rest = run_json(&server, &["function", "list", "--max-items", "50", "--marker", &marker]);
+    let listed: Vec<&str> =
+        field(&rest, "functions").as_array().unwrap().iter().map(|f| str_field(f, "function_name")).collect();
+    assert_eq!(listed, ["fn-50", "fn-51"]);
+    assert_eq!(field(&rest, "next_marker"), &Value::Null);
 }

@@ -149,7 +149,7 @@ pub fn validate_bucket_name(bucket: &str) -> Result<(), OriginError> {
     };
 
     if !(3..=63).contains(&bucket.len()) {
-        return invalid("it must be 3 to 63 characters long");
+        return invalid(&format!("it is {} characters long", bucket.len()));
     }
     let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-';
     if !bucket.chars().all(allowed) {

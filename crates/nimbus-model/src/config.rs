@@ -98,7 +98,7 @@ pub struct VpcConfig {
     pub security_group_ids: Vec<String>,
 }
 
-/// Where a code package comes from: inline base64 (`zip_file`) or an object in the
+/// Source of a code package: inline base64 (`zip_file`) or an object in the
 /// origin store (`s3_bucket` and `s3_key`, optionally pinned to `s3_object_version`).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -281,7 +281,7 @@ pub fn check_environment(variables: &BTreeMap<String, String>) -> Result<(), Val
             return Err(ValidationError::new(
                 field,
                 format!(
-                    "environment variable name '{key}' is invalid; start with a letter and use at least two letters, digits or underscores"
+                    "environment variable name '{key}' is invalid; start with a letter followed by at least one letter, digit or underscore, as Lambda requires"
                 ),
             ));
         }

@@ -64,7 +64,7 @@ pub fn validate_alias_name(name: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// What a `qualifier` parameter points at: the unpublished `$LATEST`, a published
+/// Target of a `qualifier` parameter: the unpublished `$LATEST`, a published
 /// version number, or an alias.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Qualifier {

@@ -13,7 +13,7 @@ pub enum FunctionState {
     Updating,
     /// Disabled; nothing sets this state yet, but the transitions are defined.
     Inactive,
-    /// The last deployment failed; `state_reason` says why.
+    /// The last deployment failed, and `state_reason` contains the reason.
     Failed,
 }
 

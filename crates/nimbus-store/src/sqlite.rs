@@ -1,6 +1,6 @@
 //! The embedded SQLite backend. One process writes through a single connection, so
-//! its transactions never conflict with each other; reads use a separate pool, which
-//! WAL mode lets run beside the writer.
+//! its transactions never conflict with each other. Reads use a separate pool, and
+//! WAL mode lets them run beside the writer.
 
 use std::path::Path;
 use std::time::Duration;

@@ -59,9 +59,8 @@ impl ApiError {
     fn from_response(status: StatusCode, body: &[u8]) -> ApiError {
         let text = String::from_utf8_lossy(body).into_owned();
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
-        let field = |name: &str| {
-            parsed.as_ref().and_then(|value| value.get(name)).and_then(Value::as_str).map(str::to_string)
-        };
+        let field =
+            |name: &str| parsed.as_ref().and_then(|value| value.get(name)).and_then(Value::as_str).map(str::to_string);
         let message = field("message").unwrap_or_else(|| {
             let quoted = text.trim();
             if quoted.is_empty() {
@@ -108,8 +107,11 @@ impl ApiClient {
     pub fn new(args: &ClientArgs) -> anyhow::Result<ApiClient> {
         let endpoint = parse_endpoint(&args.endpoint)?;
         let api_key = resolve_api_key(args.api_key.as_deref())?;
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {api_key}"))
-            .map_err(|_| anyhow::anyhow!("the API key contains characters that an HTTP header cannot carry; check --api-key or NIMBUS_API_KEY"))?;
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {api_key}")).map_err(|_| {
+            anyhow::anyhow!(
+                "the API key contains characters that an HTTP header cannot carry; check --api-key or NIMBUS_API_KEY"
+            )
+        })?;
         authorization.set_sensitive(true);
         let http = reqwest::Client::builder()
             .user_agent(concat!("nimbus-cli/", env!("CARGO_PKG_VERSION")))
@@ -159,10 +161,7 @@ impl ApiClient {
 
         let response = request.send().await.map_err(|error| self.describe_send_error(&method, &url, error))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .with_context(|| format!("failed to read the response to {method} {url}"))?;
+        let bytes = response.bytes().await.with_context(|| format!("failed to read the response to {method} {url}"))?;
 
         if status.is_client_error() || status.is_server_error() {
             return Err(ApiError::from_response(status, &bytes).into());
@@ -184,7 +183,7 @@ impl ApiClient {
         let cause = root_cause(&error);
         if error.is_connect() {
             anyhow::anyhow!(
-                "could not connect to the Nimbus server at {} ({cause}); start it with `nimbus server`, \
+                "failed to connect to the Nimbus server at {} ({cause}); start it with `nimbus server`, \
                  or pass --endpoint or set NIMBUS_ENDPOINT to the URL of a running server",
                 self.endpoint.as_str().trim_end_matches('/')
             )
@@ -224,9 +223,9 @@ fn parse_endpoint(endpoint: &str) -> anyhow::Result<Url> {
 pub fn build_url(endpoint: &Url, path: &[&str], query: &[(&str, String)]) -> anyhow::Result<Url> {
     let mut url = endpoint.clone();
     {
-        let mut segments = url
-            .path_segments_mut()
-            .map_err(|_| anyhow::anyhow!("endpoint '{endpoint}' cannot have a path"))?;
+        let mut segments = url.path_segments_mut().map_err(|_| {
+            anyhow::anyhow!("endpoint '{endpoint}' cannot be a base URL; use the form http://HOST:PORT")
+        })?;
         segments.pop_if_empty();
         for segment in path {
             // The URL standard resolves "." and ".." segments, even percent-encoded ones,
@@ -267,9 +266,7 @@ fn resolve_api_key(argument: Option<&str>) -> anyhow::Result<String> {
              or set NIMBUS_DATA_DIR to the server's data directory",
             path.display()
         ),
-        Err(error) => {
-            Err(error).with_context(|| format!("failed to read the API key file {}", path.display()))
-        }
+        Err(error) => Err(error).with_context(|| format!("failed to read the API key file {}", path.display())),
     }
 }
 

@@ -8,8 +8,8 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::api::{ApiClient, RequestBody};
-use super::output::{self, cell, FUNCTION_FIELDS};
 use super::listing::{fetch_pages, PageArgs};
+use super::output::{self, cell, FUNCTION_FIELDS};
 use super::package;
 
 #[derive(Debug, clap::Subcommand)]
@@ -60,7 +60,7 @@ pub enum FunctionCommand {
         page: PageArgs,
     },
 
-    /// Delete a function with all its versions and aliases, or only one version.
+    /// Delete a function, or only one of its versions.
     Delete {
         /// Function name.
         name: String,
@@ -103,7 +103,7 @@ impl CodeArgs {
             return Ok(location);
         }
         let (Some(bucket), Some(key)) = (&self.s3_bucket, &self.s3_key) else {
-            bail!("no code given; pass --code PATH, or --s3-bucket and --s3-key");
+            bail!("code is missing; pass --code PATH, or --s3-bucket and --s3-key");
         };
         location.insert("s3_bucket".into(), json!(bucket));
         location.insert("s3_key".into(), json!(key));
@@ -266,7 +266,8 @@ pub async fn run(api: &ApiClient, json: bool, command: FunctionCommand) -> anyho
             }
             let response = api.put(&["functions", &name, "code"], RequestBody::Json(Value::Object(body))).await?;
             let configuration = response.json_body()?;
-            print_configuration(json, configuration, publish.then(|| published_version(configuration)).flatten());
+            let published = if publish { published_version(configuration) } else { None };
+            print_configuration(json, configuration, published);
             Ok(())
         }
         FunctionCommand::UpdateConfig(args) => update_config(api, json, args).await,
@@ -338,8 +339,7 @@ async fn update_config(api: &ApiClient, json: bool, args: UpdateConfigArgs) -> a
         bail!("nothing to update for function {}; pass at least one setting, for example --memory-size 256", args.name);
     }
 
-    let response =
-        api.put(&["functions", &args.name, "configuration"], RequestBody::Json(Value::Object(body))).await?;
+    let response = api.put(&["functions", &args.name, "configuration"], RequestBody::Json(Value::Object(body))).await?;
     print_configuration(json, response.json_body()?, None);
     Ok(())
 }
@@ -407,11 +407,7 @@ fn print_configuration(json: bool, configuration: &Value, published: Option<Stri
 
 /// Returns the version number of a configuration, or `None` for $LATEST.
 fn published_version(configuration: &Value) -> Option<String> {
-    configuration
-        .get("version")
-        .and_then(Value::as_str)
-        .filter(|version| *version != "$LATEST")
-        .map(str::to_string)
+    configuration.get("version").and_then(Value::as_str).filter(|version| *version != "$LATEST").map(str::to_string)
 }
 
 fn with_unit(object: &Value, key: &str, unit: &str) -> String {
@@ -476,16 +472,38 @@ mod tests {
     fn env_parser_messages() {
         assert_eq!(parse_env_var("A=b=c"), Ok(("A".to_string(), "b=c".to_string())));
         assert_eq!(parse_env_var("A="), Ok(("A".to_string(), String::new())));
-        assert_eq!(parse_env_var("NOEQUALS").unwrap_err(), "'NOEQUALS' has no '='; use KEY=VALUE, for example LOG_LEVEL=debug");
+        assert_eq!(
+            parse_env_var("NOEQUALS").unwrap_err(),
+            "'NOEQUALS' has no '='; use KEY=VALUE, for example LOG_LEVEL=debug"
+        );
         assert!(parse_env_var("=x").unwrap_err().contains("no variable name"));
     }
 
     #[test]
     fn settings_become_fields() {
         let body = create_body(&[
-            "create", "f", "--runtime", "python3.11", "--handler", "app.handler", "--s3-bucket", "b", "--s3-key", "k",
-            "--memory-size", "256", "--env", "A=1", "--env", "B=2", "--tracing-mode", "Active", "--layer", "L1",
-            "--subnet-id", "subnet-1",
+            "create",
+            "f",
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "app.handler",
+            "--s3-bucket",
+            "b",
+            "--s3-key",
+            "k",
+            "--memory-size",
+            "256",
+            "--env",
+            "A=1",
+            "--env",
+            "B=2",
+            "--tracing-mode",
+            "Active",
+            "--layer",
+            "L1",
+            "--subnet-id",
+            "subnet-1",
         ]);
         assert_eq!(
             body,
@@ -519,9 +537,21 @@ mod tests {
 
     #[test]
     fn code_and_s3_conflict() {
-        let error =
-            parse(&["create", "f", "--runtime", "r", "--handler", "h", "--code", "x", "--s3-bucket", "b", "--s3-key", "k"])
-                .unwrap_err();
+        let error = parse(&[
+            "create",
+            "f",
+            "--runtime",
+            "r",
+            "--handler",
+            "h",
+            "--code",
+            "x",
+            "--s3-bucket",
+            "b",
+            "--s3-key",
+            "k",
+        ])
+        .unwrap_err();
         assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
@@ -534,7 +564,8 @@ mod tests {
     #[test]
     fn s3_location_fields() {
         let FunctionCommand::UpdateCode { code, .. } =
-            parse(&["update-code", "f", "--s3-bucket", "b", "--s3-key", "dir/k.zip", "--s3-object-version", "v1"]).unwrap()
+            parse(&["update-code", "f", "--s3-bucket", "b", "--s3-key", "dir/k.zip", "--s3-object-version", "v1"])
+                .unwrap()
         else {
             panic!("not update-code")
         };

@@ -33,7 +33,7 @@ impl Listing {
         self.body.get(self.field).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
     }
 
-    /// Tells the user on stderr how to fetch the next page, if there is one.
+    /// Prints to stderr the `--marker` option that fetches the next page, if there is one.
     pub fn print_next_marker_hint(&self) {
         if let Some(marker) = &self.next_marker {
             eprintln!("more {} follow; pass --marker {marker} for the next page", self.field);

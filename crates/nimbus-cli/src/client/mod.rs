@@ -17,7 +17,8 @@ use api::{ApiClient, ApiError};
 const GLOBAL_OPTIONS: &str = "Global options";
 
 /// Options shared by every client subcommand.
-#[derive(Debug, Clone, clap::Args)]
+// No `Debug` derive, so the API key cannot end up in a debug print.
+#[derive(clap::Args)]
 pub struct ClientArgs {
     /// Base URL of the Nimbus API.
     #[arg(

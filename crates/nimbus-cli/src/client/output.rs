@@ -94,8 +94,8 @@ pub fn object_fields(object: &Value, order: &[&str]) -> Vec<(String, String)> {
     fields
 }
 
-/// Returns every scalar of a JSON object as a row, naming nested fields with dotted
-/// paths such as `limits.concurrent_executions`.
+/// Returns every scalar of a JSON object as a row, sorted by key at each level and
+/// naming nested fields with dotted paths such as `limits.concurrent_executions`.
 pub fn flatten_fields(value: &Value) -> Vec<(String, String)> {
     let mut fields = Vec::new();
     flatten_into("", value, &mut fields);
@@ -164,7 +164,11 @@ pub fn render_inline(value: &Value) -> String {
 }
 
 fn render_map_inline(map: &Map<String, Value>) -> String {
-    sorted_entries(map).into_iter().map(|(key, nested)| format!("{key}={}", render_inline(nested))).collect::<Vec<_>>().join(" ")
+    sorted_entries(map)
+        .into_iter()
+        .map(|(key, nested)| format!("{key}={}", render_inline(nested)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Renders an alias's routing_config as `VERSION=WEIGHT` pairs, or `-` without any.
@@ -181,7 +185,7 @@ pub fn render_weights(routing_config: &Value) -> String {
     }
 }
 
-/// Returns the string field `key` of `object` for a table cell, or `-`.
+/// Returns field `key` of `object` rendered for a table cell, or `-` if it is absent.
 pub fn cell(object: &Value, key: &str) -> String {
     object.get(key).map(render_inline).unwrap_or_else(|| NONE.to_string())
 }
@@ -198,9 +202,7 @@ fn escape_control(text: &str) -> String {
     if !text.chars().any(char::is_control) {
         return text.to_string();
     }
-    text.chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
-        .collect()
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 #[cfg(test)]
@@ -250,7 +252,8 @@ mod tests {
 
     #[test]
     fn flatten_uses_dotted_paths() {
-        let account = json!({"account_id": "a1", "limits": {"concurrent_executions": 1000, "code_size": {"zipped": 5}}});
+        let account =
+            json!({"account_id": "a1", "limits": {"concurrent_executions": 1000, "code_size": {"zipped": 5}}});
         let fields = flatten_fields(&account);
         assert_eq!(
             fields,

@@ -45,8 +45,8 @@ pub fn read_package(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// `bootstrap` stays executable. A symlink is stored as a symlink with a relative
 /// target, and only if it points inside `root`.
 pub fn zip_directory(root: &Path) -> anyhow::Result<Vec<u8>> {
-    let canonical_root = fs::canonicalize(root)
-        .with_context(|| format!("failed to resolve code directory '{}'", root.display()))?;
+    let canonical_root =
+        fs::canonicalize(root).with_context(|| format!("failed to resolve code directory '{}'", root.display()))?;
     let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
     let base_options = SimpleFileOptions::default()
         .compression_method(CompressionMethod::Deflated)
@@ -57,10 +57,8 @@ pub fn zip_directory(root: &Path) -> anyhow::Result<Vec<u8>> {
         let entry = entry.with_context(|| format!("failed to read code directory '{}'", root.display()))?;
         let relative = entry.path().strip_prefix(root).expect("walkdir yields paths under its root");
         let name = entry_name(relative)?;
-        let metadata = entry
-            .path()
-            .symlink_metadata()
-            .with_context(|| format!("failed to read '{}'", entry.path().display()))?;
+        let metadata =
+            entry.path().symlink_metadata().with_context(|| format!("failed to read '{}'", entry.path().display()))?;
         let options = base_options.unix_permissions(unix_mode(&metadata));
         let file_type = metadata.file_type();
 
@@ -297,7 +295,11 @@ mod tests {
             .collect();
         assert_eq!(
             links,
-            [("lib/absolute.py", 0o120000, "util.py"), ("lib/self", 0o120000, "."), ("relative.py", 0o120000, "lib/util.py")]
+            [
+                ("lib/absolute.py", 0o120000, "util.py"),
+                ("lib/self", 0o120000, "."),
+                ("relative.py", 0o120000, "lib/util.py")
+            ]
         );
     }
 
@@ -308,11 +310,8 @@ mod tests {
 
         let outside = tempfile::tempdir().unwrap();
         write(&outside.path().join("secret.txt"), "s");
-        let cases = [
-            outside.path().join("secret.txt"),
-            PathBuf::from("../../secret.txt"),
-            PathBuf::from("/etc/passwd"),
-        ];
+        let cases =
+            [outside.path().join("secret.txt"), PathBuf::from("../../secret.txt"), PathBuf::from("/etc/passwd")];
         for target in cases {
             let dir = tempfile::tempdir().unwrap();
             write(&dir.path().join("lib/util.py"), "X = 1");
@@ -375,7 +374,8 @@ mod tests {
 
     #[test]
     fn relative_paths() {
-        let parts = |text: &str| -> Vec<String> { text.split('/').filter(|p| !p.is_empty()).map(str::to_string).collect() };
+        let parts =
+            |text: &str| -> Vec<String> { text.split('/').filter(|p| !p.is_empty()).map(str::to_string).collect() };
         assert_eq!(relative_path(&parts("lib"), &parts("lib/util.py")), "util.py");
         assert_eq!(relative_path(&parts("a/b"), &parts("c/d")), "../../c/d");
         assert_eq!(relative_path(&parts(""), &parts("x")), "x");
