@@ -31,6 +31,13 @@ pub fn key_prefix(key: &str) -> String {
     key.chars().take(8).collect()
 }
 
+/// Returns the start of a rejected key for an error message: at most 8 characters
+/// and at most half the key, so a short key is never echoed in full.
+fn rejected_key_hint(key: &str) -> String {
+    let hint_length = (key.chars().count() / 2).min(8);
+    key.chars().take(hint_length).collect()
+}
+
 /// Resolves `Authorization: Bearer KEY` to its account and stores the account in the
 /// request extensions; any failure is a 401 that does not echo the key.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
@@ -53,7 +60,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         .ok_or_else(|| {
             ApiError::Unauthorized(format!(
                 "API key '{}…' is not valid; use a key from the server's data directory or from `nimbus admin key create`",
-                key_prefix(key)
+                rejected_key_hint(key)
             ))
         })?;
     request.extensions_mut().insert(account);
@@ -71,6 +78,13 @@ mod tests {
         assert_ne!(first, second);
         assert!(first.starts_with(KEY_PREFIX));
         assert_eq!(first.len(), KEY_PREFIX.len() + 64);
+    }
+
+    #[test]
+    fn rejected_key_hint_is_partial() {
+        assert_eq!(rejected_key_hint("wrong"), "wr");
+        assert_eq!(rejected_key_hint("nmb_0123456789abcdef"), "nmb_0123");
+        assert_eq!(rejected_key_hint("x"), "");
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub struct Concurrency {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountLimits {
     pub concurrent_executions: u32,
-    /// What the account limit leaves after all reservations.
+    /// Part of the account limit left after all reservations.
     pub unreserved_concurrent_executions: u32,
     /// Largest zip for an inline upload, in bytes.
     pub code_size_zipped: u64,
@@ -72,9 +72,10 @@ pub async fn put_concurrency(
 ) -> ApiResult<Json<Concurrency>> {
     let function = find_function(&state, &account, &name).await?;
     let requested = request.reserved_concurrent_executions;
-    if requested < 0 || requested > account.concurrency_limit as i64 {
+    if requested < 0 || requested > account.concurrency_limit.saturating_sub(MIN_UNRESERVED_CONCURRENCY) as i64 {
         return Err(ApiError::InvalidParameter(format!(
-            "reserved_concurrent_executions {requested} is out of range; use 0 to {} and leave at least {MIN_UNRESERVED_CONCURRENCY} of the account limit unreserved",
+            "reserved_concurrent_executions {requested} is out of range; use 0 to {}, because {MIN_UNRESERVED_CONCURRENCY} of the account limit of {} stay unreserved",
+            account.concurrency_limit.saturating_sub(MIN_UNRESERVED_CONCURRENCY),
             account.concurrency_limit
         )));
     }

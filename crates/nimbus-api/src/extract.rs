@@ -46,6 +46,13 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
+        // A syntax error gets no field path, because serde_path_to_error reports "?"
+        // for a position that is not yet inside a field.
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::InvalidRequestContent(format!(
+                "request body is not valid JSON: {inner}; send a JSON object"
+            ));
+        }
         if path.is_empty() || path == "." {
             ApiError::InvalidRequestContent(format!("request body is not valid: {inner}"))
         } else {

@@ -102,7 +102,8 @@ pub async fn configuration_for(
     Ok(FunctionConfiguration::version(function, &version, &state.region, &account.account_number))
 }
 
-/// Moves a function out of `from` in the store, or explains who holds it.
+/// Writes the function if its stored state is still `from`; otherwise returns a
+/// conflict that names the state another update left it in.
 async fn write_function(state: &AppState, function: &FunctionRecord, from: FunctionState) -> ApiResult<()> {
     match state.store.update_function(function, from).await {
         Ok(()) => Ok(()),

@@ -102,7 +102,7 @@ pub async fn list_versions(
         versions.push(latest_configuration(&state, &account, &function));
     }
     let remaining = limit - versions.len() as u32;
-    // One more than fits tells whether another page follows.
+    // Fetching one more than fits shows whether another page follows.
     let mut records = state.store.list_versions(function.function_id, after, remaining + 1).await?;
     let more = records.len() > remaining as usize;
     records.truncate(remaining as usize);

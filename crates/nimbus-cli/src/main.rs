@@ -53,7 +53,7 @@ struct ServerArgs {
 #[derive(Args)]
 struct AdminArgs {
     /// Data directory of the server to manage.
-    #[arg(long, env = "NIMBUS_DATA_DIR", default_value = "./nimbus-data")]
+    #[arg(long, global = true, env = "NIMBUS_DATA_DIR", default_value = "./nimbus-data")]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: AdminCommand,

@@ -49,6 +49,72 @@ pub struct AliasRecord {
     pub additional_version: Option<(u32, f64)>,
 }
 
+/// The record of one invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvocationRecord {
+    pub request_id: String,
+    pub function_id: Uuid,
+    pub version: String,
+    pub account_id: Uuid,
+    /// How the invocation arrived: `HTTP` for the invoke API.
+    pub trigger_type: String,
+    /// `RequestResponse` or `Event`.
+    pub invocation_type: String,
+    pub start_time: OffsetDateTime,
+    pub end_time: OffsetDateTime,
+    pub duration_ms: f64,
+    pub billed_duration_ms: u64,
+    pub memory_used_mb: u64,
+    /// Set on cold starts only.
+    pub init_duration_ms: Option<f64>,
+    /// `SUCCESS`, `ERROR`, `TIMEOUT` or `THROTTLED`.
+    pub status: String,
+    pub error_type: Option<String>,
+    pub cold_start: bool,
+    pub slot_id: Option<String>,
+    pub trace_id: String,
+}
+
+/// One line of a function's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    /// Increases with every stored line; the cursor of follow-mode reads.
+    pub sequence: i64,
+    pub function_id: Uuid,
+    pub request_id: Option<String>,
+    /// Unix epoch milliseconds.
+    pub timestamp_ms: i64,
+    pub message: String,
+}
+
+/// Filter of a log read. All bounds are optional.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub request_id: Option<String>,
+    /// Unix epoch milliseconds, inclusive.
+    pub start_ms: Option<i64>,
+    /// Unix epoch milliseconds, exclusive.
+    pub end_ms: Option<i64>,
+    /// Only lines stored after this sequence number.
+    pub after_sequence: Option<i64>,
+    pub limit: u32,
+}
+
+/// An asynchronous invocation waiting in the durable queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsyncEvent {
+    pub event_id: String,
+    pub account_id: Uuid,
+    pub function_id: Uuid,
+    pub qualifier: Option<String>,
+    pub payload: Vec<u8>,
+    pub client_context: Option<String>,
+    pub trace_id: String,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub created_ms: i64,
+}
+
 /// Persistence of the control plane. Implementations keep every method atomic.
 #[async_trait]
 pub trait ControlStore: Send + Sync {
@@ -96,4 +162,25 @@ pub trait ControlStore: Send + Sync {
     /// [`StoreError::ReservedConcurrencyExceeded`] when the account's reservations
     /// would leave less than [`MIN_UNRESERVED_CONCURRENCY`] unreserved.
     async fn set_reserved_concurrency(&self, account_id: Uuid, function_id: Uuid, value: Option<u32>) -> Result<()>;
+
+    /// Stores invocation records and log lines in one transaction; `sequence` of
+    /// the given log events is ignored and assigned by the store.
+    async fn record_invocations(&self, records: &[InvocationRecord], logs: &[LogEvent]) -> Result<()>;
+    /// Lists a function's invocations, newest first, starting before `before`.
+    async fn list_invocations(&self, function_id: Uuid, before: Option<OffsetDateTime>, limit: u32) -> Result<Vec<InvocationRecord>>;
+    /// Reads a function's log lines in the order they were stored.
+    async fn query_logs(&self, function_id: Uuid, query: &LogQuery) -> Result<Vec<LogEvent>>;
+    /// Deletes log lines and invocation records older than `before_ms`; returns the
+    /// number of log lines deleted.
+    async fn prune_logs(&self, before_ms: i64) -> Result<u64>;
+
+    /// Stores an asynchronous event durably.
+    async fn enqueue_event(&self, event: &AsyncEvent) -> Result<()>;
+    /// Claims up to `limit` due events for `lease_ms`; an event whose lease ran
+    /// out (its dispatcher died) is due again.
+    async fn claim_events(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<AsyncEvent>>;
+    /// Schedules another attempt and releases the lease.
+    async fn retry_event(&self, event_id: &str, attempts: u32, next_attempt_ms: i64) -> Result<()>;
+    async fn delete_event(&self, event_id: &str) -> Result<()>;
+    async fn count_events(&self) -> Result<u64>;
 }

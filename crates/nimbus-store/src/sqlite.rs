@@ -15,7 +15,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    Account, AccountUsage, AliasRecord, ControlStore, Result, StoreError, MIN_UNRESERVED_CONCURRENCY,
+    Account, AccountUsage, AliasRecord, AsyncEvent, ControlStore, InvocationRecord, LogEvent, LogQuery, Result,
+    StoreError, MIN_UNRESERVED_CONCURRENCY,
 };
 
 pub struct SqliteStore {
@@ -142,6 +143,53 @@ fn alias_from_row(row: &SqliteRow) -> Result<AliasRecord> {
         function_version: row.try_get("function_version")?,
         description: row.try_get("description")?,
         additional_version: version.zip(weight).map(|(v, w)| (v as u32, w)),
+    })
+}
+
+fn invocation_from_row(row: &SqliteRow) -> Result<InvocationRecord> {
+    Ok(InvocationRecord {
+        request_id: row.try_get("request_id")?,
+        function_id: parse_uuid(row.try_get("function_id")?)?,
+        version: row.try_get("version")?,
+        account_id: parse_uuid(row.try_get("account_id")?)?,
+        trigger_type: row.try_get("trigger_type")?,
+        invocation_type: row.try_get("invocation_type")?,
+        start_time: parse_timestamp(row.try_get("start_time")?)?,
+        end_time: parse_timestamp(row.try_get("end_time")?)?,
+        duration_ms: row.try_get("duration_ms")?,
+        billed_duration_ms: row.try_get::<i64, _>("billed_duration_ms")? as u64,
+        memory_used_mb: row.try_get::<i64, _>("memory_used_mb")? as u64,
+        init_duration_ms: row.try_get("init_duration_ms")?,
+        status: row.try_get("status")?,
+        error_type: row.try_get("error_type")?,
+        cold_start: row.try_get("cold_start")?,
+        slot_id: row.try_get("slot_id")?,
+        trace_id: row.try_get("trace_id")?,
+    })
+}
+
+fn log_event_from_row(row: &SqliteRow) -> Result<LogEvent> {
+    Ok(LogEvent {
+        sequence: row.try_get("sequence")?,
+        function_id: parse_uuid(row.try_get("function_id")?)?,
+        request_id: row.try_get("request_id")?,
+        timestamp_ms: row.try_get("timestamp_ms")?,
+        message: row.try_get("message")?,
+    })
+}
+
+fn async_event_from_row(row: &SqliteRow) -> Result<AsyncEvent> {
+    Ok(AsyncEvent {
+        event_id: row.try_get("event_id")?,
+        account_id: parse_uuid(row.try_get("account_id")?)?,
+        function_id: parse_uuid(row.try_get("function_id")?)?,
+        qualifier: row.try_get("qualifier")?,
+        payload: row.try_get("payload")?,
+        client_context: row.try_get("client_context")?,
+        trace_id: row.try_get("trace_id")?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        next_attempt_ms: row.try_get("next_attempt_ms")?,
+        created_ms: row.try_get("created_ms")?,
     })
 }
 
@@ -696,5 +744,154 @@ impl ControlStore for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn record_invocations(&self, records: &[InvocationRecord], logs: &[LogEvent]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        for record in records {
+            sqlx::query(
+                "INSERT INTO invocations (request_id, function_id, version, account_id, trigger_type, invocation_type, \
+                 start_time, end_time, duration_ms, billed_duration_ms, memory_used_mb, init_duration_ms, status, \
+                 error_type, cold_start, slot_id, trace_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                 ON CONFLICT (request_id) DO NOTHING",
+            )
+            .bind(&record.request_id)
+            .bind(record.function_id.to_string())
+            .bind(&record.version)
+            .bind(record.account_id.to_string())
+            .bind(&record.trigger_type)
+            .bind(&record.invocation_type)
+            .bind(timestamp(record.start_time))
+            .bind(timestamp(record.end_time))
+            .bind(record.duration_ms)
+            .bind(record.billed_duration_ms as i64)
+            .bind(record.memory_used_mb as i64)
+            .bind(record.init_duration_ms)
+            .bind(&record.status)
+            .bind(&record.error_type)
+            .bind(record.cold_start)
+            .bind(&record.slot_id)
+            .bind(&record.trace_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for event in logs {
+            sqlx::query("INSERT INTO log_events (function_id, request_id, timestamp_ms, message) VALUES ($1, $2, $3, $4)")
+                .bind(event.function_id.to_string())
+                .bind(&event.request_id)
+                .bind(event.timestamp_ms)
+                .bind(&event.message)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_invocations(&self, function_id: Uuid, before: Option<OffsetDateTime>, limit: u32) -> Result<Vec<InvocationRecord>> {
+        // RFC 3339 UTC strings of one format sort in time order.
+        let before = before.map(timestamp).unwrap_or_else(|| "9999".to_string());
+        let rows = sqlx::query(
+            "SELECT * FROM invocations WHERE function_id = $1 AND start_time < $2 ORDER BY start_time DESC LIMIT $3",
+        )
+        .bind(function_id.to_string())
+        .bind(before)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(invocation_from_row).collect()
+    }
+
+    async fn query_logs(&self, function_id: Uuid, query: &LogQuery) -> Result<Vec<LogEvent>> {
+        let rows = sqlx::query(
+            "SELECT sequence, function_id, request_id, timestamp_ms, message FROM log_events \
+             WHERE function_id = $1 AND ($2 IS NULL OR request_id = $2) AND ($3 IS NULL OR timestamp_ms >= $3) \
+             AND ($4 IS NULL OR timestamp_ms < $4) AND ($5 IS NULL OR sequence > $5) ORDER BY sequence LIMIT $6",
+        )
+        .bind(function_id.to_string())
+        .bind(&query.request_id)
+        .bind(query.start_ms)
+        .bind(query.end_ms)
+        .bind(query.after_sequence)
+        .bind(query.limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(log_event_from_row).collect()
+    }
+
+    async fn prune_logs(&self, before_ms: i64) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let deleted = sqlx::query("DELETE FROM log_events WHERE timestamp_ms < $1")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?;
+        let cutoff = OffsetDateTime::from_unix_timestamp_nanos(before_ms as i128 * 1_000_000)
+            .map_err(|e| StoreError::Corrupt(format!("timestamp {before_ms}: {e}")))?;
+        sqlx::query("DELETE FROM invocations WHERE start_time < $1")
+            .bind(timestamp(cutoff))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn enqueue_event(&self, event: &AsyncEvent) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO async_events (event_id, account_id, function_id, qualifier, payload, client_context, trace_id, \
+             attempts, next_attempt_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&event.event_id)
+        .bind(event.account_id.to_string())
+        .bind(event.function_id.to_string())
+        .bind(&event.qualifier)
+        .bind(&event.payload)
+        .bind(&event.client_context)
+        .bind(&event.trace_id)
+        .bind(event.attempts as i64)
+        .bind(event.next_attempt_ms)
+        .bind(event.created_ms)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn claim_events(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<AsyncEvent>> {
+        let rows = sqlx::query(
+            "UPDATE async_events SET lease_until_ms = $1 WHERE event_id IN (\
+             SELECT event_id FROM async_events WHERE next_attempt_ms <= $2 \
+             AND (lease_until_ms IS NULL OR lease_until_ms <= $2) ORDER BY next_attempt_ms LIMIT $3) \
+             RETURNING event_id, account_id, function_id, qualifier, payload, client_context, trace_id, attempts, \
+             next_attempt_ms, created_ms",
+        )
+        .bind(now_ms + lease_ms)
+        .bind(now_ms)
+        .bind(limit as i64)
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter().map(async_event_from_row).collect()
+    }
+
+    async fn retry_event(&self, event_id: &str, attempts: u32, next_attempt_ms: i64) -> Result<()> {
+        sqlx::query("UPDATE async_events SET attempts = $1, next_attempt_ms = $2, lease_until_ms = NULL WHERE event_id = $3")
+            .bind(attempts as i64)
+            .bind(next_attempt_ms)
+            .bind(event_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_event(&self, event_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM async_events WHERE event_id = $1")
+            .bind(event_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn count_events(&self) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM async_events").fetch_one(&self.reader).await?;
+        Ok(count as u64)
     }
 }

@@ -109,3 +109,152 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Status and JSON body of one API response. The body is `Null` when the response has
+/// none.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    /// Returns the string field `key` of the body, or "" when it is absent.
+    pub fn text(&self, key: &str) -> &str {
+        self.body[key].as_str().unwrap_or_default()
+    }
+}
+
+/// An HTTP client for one server's API that sends `Authorization: Bearer KEY`, or no
+/// such header when the key is empty.
+#[derive(Clone)]
+pub struct Api {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub key: String,
+}
+
+impl Server {
+    /// Returns an API client that sends this server's key.
+    pub fn api(&self) -> Api {
+        Api { http: reqwest::Client::new(), url: self.url.clone(), key: self.api_key.clone() }
+    }
+}
+
+impl Api {
+    /// Returns this client with another API key. With "", it sends no Authorization
+    /// header.
+    pub fn with_key(&self, key: &str) -> Api {
+        Api { http: self.http.clone(), url: self.url.clone(), key: key.to_string() }
+    }
+
+    /// Sends a request with an optional raw body and Content-Type.
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let mut request = self.http.request(method.clone(), format!("{}{path}", self.url));
+        if !self.key.is_empty() {
+            request = request.bearer_auth(&self.key);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("{method} {path} failed to reach the server: {error}"));
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("read the response body");
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+                panic!("{method} {path} returned {status} with a body that is not JSON ({error}): {}", String::from_utf8_lossy(&bytes))
+            })
+        };
+        Reply { status, body }
+    }
+
+    /// Sends a request with a JSON body, or with no body for `None`.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&serde_json::Value>) -> Reply {
+        match body {
+            Some(body) => {
+                let bytes = serde_json::to_vec(body).expect("serialize the request body");
+                self.send_raw(method, path, Some("application/json"), Some(bytes)).await
+            }
+            None => self.send_raw(method, path, None, None).await,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn put(&self, path: &str, body: &serde_json::Value) -> Reply {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> Reply {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Uploads a zip with `PUT /code-objects/{bucket}/{key}`.
+    pub async fn put_object(&self, bucket: &str, key: &str, zip: Vec<u8>) -> Reply {
+        self.send_raw(reqwest::Method::PUT, &format!("/code-objects/{bucket}/{key}"), Some("application/zip"), Some(zip))
+            .await
+    }
+}
+
+/// Returns a zip file with the given files, deflated.
+pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
+    for (name, contents) in files {
+        writer.start_file(*name, options).expect("start a zip entry");
+        writer.write_all(contents).expect("write a zip entry");
+    }
+    writer.finish().expect("finish the zip").into_inner()
+}
+
+/// Returns a zip with `app.py`, whose `handler` returns `tag`.
+pub fn python_zip(tag: &str) -> Vec<u8> {
+    let source = format!("def handler(event, context):\n    return {tag:?}\n");
+    zip_of(&[("app.py", source.as_bytes())])
+}
+
+/// Runs `nimbus admin --data-dir DIR account create NAME` and returns the API key it
+/// prints.
+pub fn create_account(data_dir: &Path, name: &str) -> String {
+    let output = Command::new(nimbus_binary())
+        .arg("admin")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["account", "create", name])
+        .output()
+        .expect("run nimbus admin account create");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "nimbus admin account create {name} failed with {}\nstdout: {stdout}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("api_key:"))
+        .map(|key| key.trim().to_string())
+        .unwrap_or_else(|| panic!("nimbus admin account create printed no api_key line: {stdout}"))
+}
