@@ -18,6 +18,9 @@ pub struct ErrorBody {
     #[serde(rename = "type")]
     pub error_type: String,
     pub message: String,
+    /// Why a request was throttled; only on 429 responses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +41,11 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{message}")]
+    TooManyRequests { message: String, reason: &'static str },
+    /// The function's runtime is not available on this server.
+    #[error("{0}")]
+    InvalidRuntime(String),
     /// A fault of the server or its storage; the message is safe to show a caller.
     #[error("{0}")]
     Service(String),
@@ -58,6 +66,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaTypeException")
             }
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException"),
+            ApiError::InvalidRuntime(_) => (StatusCode::BAD_GATEWAY, "InvalidRuntimeException"),
             ApiError::Service(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ServiceException"),
         }
     }
@@ -66,8 +76,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, error_type) = self.status_and_type();
-        let body = ErrorBody { error_type: error_type.to_string(), message: self.to_string() };
-        (status, Json(body)).into_response()
+        let reason = match &self {
+            ApiError::TooManyRequests { reason, .. } => Some(reason.to_string()),
+            _ => None,
+        };
+        let body = ErrorBody { error_type: error_type.to_string(), message: self.to_string(), reason };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

@@ -7,10 +7,15 @@ mod aliases;
 pub mod auth;
 mod code_objects;
 mod concurrency;
+pub mod dispatcher;
 pub mod error;
 mod extract;
 mod functions;
+pub mod invoke;
+mod logs;
 mod packages;
+pub mod recorder;
+mod sandbox;
 pub mod server;
 mod versions;
 
@@ -36,6 +41,10 @@ pub struct AppState {
     /// Region named in ARNs.
     pub region: String,
     pub package_limits: PackageLimits,
+    pub worker: Arc<nimbus_worker::Worker>,
+    pub recorder: recorder::Recorder,
+    /// Wakes the async dispatcher when an event is queued.
+    pub dispatcher_wakeup: Arc<tokio::sync::Notify>,
 }
 
 /// Largest JSON body: a 50 MB zip grows by a third in base64, plus the other fields.
@@ -76,6 +85,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(aliases::put_alias, aliases::get_alias, aliases::delete_alias))
         .routes(routes!(concurrency::put_concurrency, concurrency::get_concurrency, concurrency::delete_concurrency))
         .routes(routes!(concurrency::get_account))
+        .routes(routes!(invoke::invoke, logs::list_invocations))
+        .routes(routes!(logs::get_logs))
 }
 
 /// The OpenAPI document of the whole API.

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use nimbus_code::{OriginError, OriginStore, PackageLimits};
 use nimbus_store::{ControlStore, SqliteStore, StoreError, DEFAULT_ACCOUNT_CONCURRENCY};
@@ -27,6 +28,25 @@ pub struct ServerConfig {
     /// when absent.
     pub origin_url: Option<String>,
     pub region: String,
+    pub sandbox: SandboxChoice,
+    /// Idle slots are destroyed after this long.
+    pub idle_ttl: Duration,
+    /// Log lines and invocation records are deleted after this long.
+    pub log_retention: Duration,
+    /// Slots the in-process worker runs at once.
+    pub max_slots: usize,
+    /// Delays before the retries of a failed asynchronous event.
+    pub async_retry_delays: Vec<Duration>,
+}
+
+/// Which sandbox backend runs the slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxChoice {
+    /// Namespaces and cgroups when the host allows them, otherwise plain processes.
+    Auto,
+    Namespace,
+    /// Plain child processes without isolation.
+    Process,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +63,10 @@ pub enum ServerError {
     Origin(#[from] OriginError),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("worker: {0}")]
+    Worker(#[from] nimbus_worker::WorkerError),
+    #[error("sandbox: {0}")]
+    Sandbox(String),
 }
 
 /// Opens the control store in a data directory, creating both if needed.
@@ -104,8 +128,13 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
+pub async fn run(mut config: ServerConfig) -> Result<(), ServerError> {
     let store = open_store(&config.data_dir).await?;
+    // Slots see absolute paths only, whatever the server's working directory is.
+    config.data_dir = config
+        .data_dir
+        .canonicalize()
+        .map_err(|source| ServerError::DataDir { path: config.data_dir.clone(), source })?;
     let origin = match &config.origin_url {
         Some(url) => OriginStore::from_url(url)?,
         None => OriginStore::local(&config.data_dir.join("origin"))?,
@@ -113,19 +142,59 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     ensure_default_account(&store, &config.data_dir, config.api_key.as_deref()).await?;
     tracing::info!(data_dir = %config.data_dir.display(), origin = %origin.describe(), "stores opened");
 
+    let store: Arc<dyn ControlStore> = Arc::new(store);
+    let origin = Arc::new(origin);
+    let backend = crate::sandbox::backend(config.sandbox, &config.data_dir)?;
+    let disabled = backend.protections().disabled();
+    if disabled.is_empty() {
+        tracing::info!(backend = backend.name(), "sandbox protections all on");
+    } else {
+        tracing::warn!(backend = backend.name(), off = %disabled.join(", "), "sandbox protections off");
+    }
+    let catalog = nimbus_runtime::RuntimeCatalog::detect();
+    let offered: Vec<String> = catalog.offers().iter().map(|o| match &o.version {
+        Some(version) => format!("{} ({version})", o.id),
+        None => o.id.clone(),
+    }).collect();
+    tracing::info!(runtimes = %offered.join(", "), "runtimes offered");
+    let worker = nimbus_worker::Worker::new(
+        nimbus_worker::WorkerConfig {
+            data_dir: config.data_dir.join("worker"),
+            region: config.region.clone(),
+            idle_ttl: config.idle_ttl,
+            init_timeout: nimbus_worker::DEFAULT_INIT_TIMEOUT,
+            max_slots: config.max_slots,
+            pids_max: nimbus_worker::DEFAULT_PIDS_MAX,
+        },
+        backend,
+        catalog,
+        origin.clone(),
+    )?;
+    let recorder = crate::recorder::Recorder::start(store.clone(), config.log_retention);
     let state = AppState {
-        store: Arc::new(store),
-        origin: Arc::new(origin),
+        store,
+        origin,
         region: config.region.clone(),
         package_limits: PackageLimits::default(),
+        worker: worker.clone(),
+        recorder,
+        dispatcher_wakeup: Arc::new(tokio::sync::Notify::new()),
     };
+    crate::dispatcher::start(
+        state.clone(),
+        crate::dispatcher::DispatcherConfig { retry_delays: config.async_retry_delays.clone(), ..Default::default() },
+    );
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| ServerError::Listen { address: config.listen.clone(), source })?;
     let address: SocketAddr = listener.local_addr().map_err(ServerError::Serve)?;
     tracing::info!("listening on http://{address}");
-    axum::serve(listener, crate::app(state))
+    let served = axum::serve(listener, crate::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(ServerError::Serve)
+        .map_err(ServerError::Serve);
+    worker.shutdown();
+    // Give slot teardown a moment to remove cgroups and scratch directories.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    served
 }

@@ -5,6 +5,7 @@ mod client;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use nimbus_api::admin;
@@ -45,9 +46,26 @@ struct ServerArgs {
     /// from the AWS_* environment variables) or file:///DIR. Default: DATA_DIR/origin.
     #[arg(long, env = "NIMBUS_ORIGIN_URL")]
     origin_url: Option<String>,
-    /// Region named in function ARNs.
+    /// Region named in function ARNs and given to functions as AWS_REGION.
     #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
     region: String,
+    /// Sandbox for execution environments: namespace (namespaces and cgroups),
+    /// process (plain processes, no isolation) or auto (namespace when the host allows it).
+    #[arg(long, env = "NIMBUS_SANDBOX", default_value = "auto", value_parser = ["auto", "namespace", "process"])]
+    sandbox: String,
+    /// Seconds an idle execution environment is kept warm.
+    #[arg(long, env = "NIMBUS_IDLE_TTL", default_value_t = 600)]
+    idle_ttl_seconds: u64,
+    /// Hours that function logs and invocation records are kept.
+    #[arg(long, env = "NIMBUS_LOG_RETENTION", default_value_t = 24)]
+    log_retention_hours: u64,
+    /// Execution environments that run at once, idle and busy.
+    #[arg(long, env = "NIMBUS_MAX_SLOTS", default_value_t = 64)]
+    max_slots: usize,
+    /// Seconds before each retry of a failed asynchronous event, comma-separated;
+    /// the number of values is the number of retries.
+    #[arg(long, env = "NIMBUS_ASYNC_RETRY_DELAYS", default_value = "60,120", value_delimiter = ',')]
+    async_retry_delays: Vec<u64>,
 }
 
 #[derive(Args)]
@@ -149,6 +167,15 @@ async fn main() -> ExitCode {
                 api_key: args.api_key,
                 origin_url: args.origin_url,
                 region: args.region,
+                sandbox: match args.sandbox.as_str() {
+                    "namespace" => server::SandboxChoice::Namespace,
+                    "process" => server::SandboxChoice::Process,
+                    _ => server::SandboxChoice::Auto,
+                },
+                idle_ttl: Duration::from_secs(args.idle_ttl_seconds),
+                log_retention: Duration::from_secs(args.log_retention_hours * 3600),
+                max_slots: args.max_slots,
+                async_retry_delays: args.async_retry_delays.iter().map(|s| Duration::from_secs(*s)).collect(),
             };
             server::run(config).await.map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
         }

@@ -183,4 +183,8 @@ pub trait ControlStore: Send + Sync {
     async fn retry_event(&self, event_id: &str, attempts: u32, next_attempt_ms: i64) -> Result<()>;
     async fn delete_event(&self, event_id: &str) -> Result<()>;
     async fn count_events(&self) -> Result<u64>;
+    /// Frees every claimed event. The embedded server calls it at start, because the
+    /// only dispatcher that can hold a lease is its own previous run.
+    async fn release_event_leases(&self) -> Result<u64>;
+    async fn get_function_by_id(&self, function_id: Uuid) -> Result<Option<FunctionRecord>>;
 }

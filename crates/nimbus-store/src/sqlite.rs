@@ -753,8 +753,7 @@ impl ControlStore for SqliteStore {
                 "INSERT INTO invocations (request_id, function_id, version, account_id, trigger_type, invocation_type, \
                  start_time, end_time, duration_ms, billed_duration_ms, memory_used_mb, init_duration_ms, status, \
                  error_type, cold_start, slot_id, trace_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-                 ON CONFLICT (request_id) DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
             )
             .bind(&record.request_id)
             .bind(record.function_id.to_string())
@@ -793,7 +792,8 @@ impl ControlStore for SqliteStore {
         // RFC 3339 UTC strings of one format sort in time order.
         let before = before.map(timestamp).unwrap_or_else(|| "9999".to_string());
         let rows = sqlx::query(
-            "SELECT * FROM invocations WHERE function_id = $1 AND start_time < $2 ORDER BY start_time DESC LIMIT $3",
+            "SELECT * FROM invocations WHERE function_id = $1 AND start_time < $2 \
+             ORDER BY start_time DESC, invocation_id DESC LIMIT $3",
         )
         .bind(function_id.to_string())
         .bind(before)
@@ -888,6 +888,21 @@ impl ControlStore for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    async fn release_event_leases(&self) -> Result<u64> {
+        let released = sqlx::query("UPDATE async_events SET lease_until_ms = NULL WHERE lease_until_ms IS NOT NULL")
+            .execute(&self.writer)
+            .await?;
+        Ok(released.rows_affected())
+    }
+
+    async fn get_function_by_id(&self, function_id: Uuid) -> Result<Option<FunctionRecord>> {
+        let row = sqlx::query(&format!("SELECT {FUNCTION_COLUMNS} WHERE f.function_id = $1"))
+            .bind(function_id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(function_from_row).transpose()
     }
 
     async fn count_events(&self) -> Result<u64> {

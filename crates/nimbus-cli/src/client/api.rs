@@ -179,6 +179,36 @@ impl ApiClient {
         Ok(ApiResponse { status, body: Some(body) })
     }
 
+    /// Sends a request with raw bytes and extra headers and returns the raw response,
+    /// for endpoints whose body is not a JSON document of the API, such as invoke.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, String)],
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<(StatusCode, reqwest::header::HeaderMap, bytes::Bytes)> {
+        let url = build_url(&self.endpoint, path, query)?;
+        let mut request = self
+            .http
+            .request(method.clone(), url.clone())
+            .header(reqwest::header::AUTHORIZATION, self.authorization.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.map_err(|error| self.describe_send_error(&method, &url, error))?;
+        let status = response.status();
+        let response_headers = response.headers().clone();
+        let bytes = response.bytes().await.with_context(|| format!("failed to read the response to {method} {url}"))?;
+        if status.is_client_error() || status.is_server_error() {
+            return Err(ApiError::from_response(status, &bytes).into());
+        }
+        Ok((status, response_headers, bytes))
+    }
+
     fn describe_send_error(&self, method: &Method, url: &Url, error: reqwest::Error) -> anyhow::Error {
         let cause = root_cause(&error);
         if error.is_connect() {

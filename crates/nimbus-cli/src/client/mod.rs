@@ -1,4 +1,5 @@
-//! Client subcommands: `nimbus function`, `alias`, `concurrency`, `code` and `account`
+//! Client subcommands: `nimbus function`, `alias`, `concurrency`, `code`, `account`,
+//! `invoke` and `logs`
 //! send requests to a running Nimbus server over its HTTP API and print the responses.
 
 mod alias;
@@ -6,6 +7,7 @@ mod api;
 mod code;
 mod concurrency;
 mod function;
+mod invoke;
 mod listing;
 mod output;
 mod package;
@@ -62,6 +64,12 @@ pub enum ClientCommand {
 
     /// Show the account that the API key belongs to.
     Account,
+
+    /// Invoke a function and print its response.
+    Invoke(invoke::InvokeArgs),
+
+    /// Print a function's logs.
+    Logs(invoke::LogsArgs),
 }
 
 /// Runs one client subcommand against the API.
@@ -93,6 +101,8 @@ async fn run_command(args: &ClientArgs, command: ClientCommand) -> anyhow::Resul
         ClientCommand::Concurrency(command) => concurrency::run(&api, args.json, command).await,
         ClientCommand::Code(command) => code::run(&api, args.json, command).await,
         ClientCommand::Account => show_account(&api, args.json).await,
+        ClientCommand::Invoke(command) => invoke::invoke(&api, args.json, command).await,
+        ClientCommand::Logs(command) => invoke::logs(&api, args.json, command).await,
     }
 }
 

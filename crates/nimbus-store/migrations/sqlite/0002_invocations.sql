@@ -1,7 +1,9 @@
 -- Invocation records, function logs and the durable queue of asynchronous events.
 
 CREATE TABLE invocations (
-    request_id TEXT PRIMARY KEY,
+    -- Retries of an asynchronous event share its request id, so each run gets a row.
+    invocation_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
     function_id TEXT NOT NULL,
     -- '$LATEST' or the version number that ran.
     version VARCHAR(16) NOT NULL,
@@ -23,6 +25,7 @@ CREATE TABLE invocations (
 );
 
 CREATE INDEX idx_invocations_function ON invocations(function_id, start_time);
+CREATE INDEX idx_invocations_request ON invocations(request_id);
 
 CREATE TABLE log_events (
     -- Insertion order, used as the cursor of follow-mode reads.
