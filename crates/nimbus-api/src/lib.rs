@@ -32,6 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
+pub use crate::sandbox::SANDBOX_INIT_COMMAND;
 
 /// Shared state of every request handler.
 #[derive(Clone)]

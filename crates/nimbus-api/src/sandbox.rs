@@ -3,15 +3,33 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use nimbus_sandbox::{ProcessBackend, SandboxBackend};
+use nimbus_sandbox::{IsolationMode, NamespaceBackend, NamespaceOptions, ProcessBackend, SandboxBackend};
 
 use crate::server::{SandboxChoice, ServerError};
 
+/// Argument that makes the `nimbus` binary run as a slot's init process.
+pub const SANDBOX_INIT_COMMAND: &str = "sandbox-init";
+
 pub fn backend(choice: SandboxChoice, data_dir: &Path) -> Result<Arc<dyn SandboxBackend>, ServerError> {
     let work_dir = data_dir.join("slots");
-    match choice {
-        SandboxChoice::Process => Ok(Arc::new(ProcessBackend::new(&work_dir))),
-        // TODO: use the namespace backend once it is wired in.
-        SandboxChoice::Auto | SandboxChoice::Namespace => Ok(Arc::new(ProcessBackend::new(&work_dir))),
+    if choice == SandboxChoice::Process {
+        return Ok(Arc::new(ProcessBackend::new(&work_dir)));
     }
+    let program = std::env::current_exe()
+        .map_err(|e| ServerError::Sandbox(format!("failed to find the nimbus executable for slot init: {e}")))?;
+    let backend = NamespaceBackend::new(
+        program,
+        vec![SANDBOX_INIT_COMMAND.to_string()],
+        work_dir,
+        NamespaceOptions::default(),
+    )
+    .map_err(|e| ServerError::Sandbox(format!("failed to set up the namespace sandbox: {e}")))?;
+    if choice == SandboxChoice::Namespace && backend.isolation() == IsolationMode::Bare {
+        return Err(ServerError::Sandbox(
+            "this host allows no namespaces for this user, so --sandbox namespace cannot run; use --sandbox auto or process"
+                .to_string(),
+        ));
+    }
+    tracing::info!(isolation = ?backend.isolation(), "namespace sandbox ready");
+    Ok(Arc::new(backend))
 }

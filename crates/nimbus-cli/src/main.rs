@@ -155,8 +155,24 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // A slot's init process must start before any thread exists, because it forks
+    // into new namespaces; so it is dispatched ahead of clap and tokio.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(nimbus_api::SANDBOX_INIT_COMMAND) {
+        nimbus_sandbox::init_main(args[2..].to_vec());
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: failed to start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async_main())
+}
+
+async fn async_main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => {

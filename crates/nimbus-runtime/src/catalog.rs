@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const PYTHON_BOOTSTRAP: &str = include_str!("../bootstraps/python/bootstrap.py");
 const NODE_BOOTSTRAP: &str = include_str!("../bootstraps/node/bootstrap.mjs");
 
-/// Where [`install_bootstraps`] writes each bootstrap, relative to the runtime root.
+/// Path of each bootstrap that [`install_bootstraps`] writes, relative to the runtime root.
 const PYTHON_BOOTSTRAP_PATH: &str = "python/bootstrap.py";
 const NODE_BOOTSTRAP_PATH: &str = "node/bootstrap.mjs";
 
@@ -87,7 +87,12 @@ impl RuntimeCatalog {
         }
 
         for id in PROVIDED_IDS {
-            offers.push(RuntimeOffer { id: id.to_string(), kind: RuntimeKind::Provided, interpreter: None, version: None });
+            offers.push(RuntimeOffer {
+                id: id.to_string(),
+                kind: RuntimeKind::Provided,
+                interpreter: None,
+                version: None,
+            });
         }
 
         for offer in &offers {
@@ -212,7 +217,7 @@ fn probe_version(path: &Path) -> Option<String> {
 }
 
 impl RuntimeOffer {
-    /// Returns the argv that starts this runtime in a slot, with paths as the slot sees them.
+    /// Returns the argv that starts this runtime in a slot, with paths inside the slot.
     ///
     /// Python and Node offers need `interpreter`: without one the argv is empty, which the
     /// sandbox rejects.
@@ -221,8 +226,8 @@ impl RuntimeOffer {
             RuntimeKind::Python => {
                 let Some(interpreter) = &self.interpreter else { return Vec::new() };
                 // -S skips `site`: the host's site-packages stay off sys.path, so a
-                // function sees only the standard library, its task root and its layers,
-                // whatever is installed on the worker, and Python starts faster. Lambda
+                // function imports only from the standard library, its task root and its
+                // layers, whatever is installed on the worker, and Python starts faster. Lambda
                 // puts the task root and layers on sys.path without `site` too, so their
                 // `.pth` files are not processed there either. The bootstrap adds those
                 // directories itself. -u keeps stdout and stderr unbuffered.
@@ -244,7 +249,7 @@ impl RuntimeOffer {
     }
 
     /// Returns the environment this runtime needs on top of the function's own variables
-    /// and the reserved `AWS_LAMBDA_*` ones, with paths as the slot sees them.
+    /// and the reserved `AWS_LAMBDA_*` ones, with paths inside the slot.
     pub fn environment(&self, runtime_root: &Path, task_root: &Path) -> Vec<(String, String)> {
         let mut environment = vec![
             ("LAMBDA_TASK_ROOT".to_string(), task_root.display().to_string()),
@@ -277,8 +282,8 @@ impl RuntimeOffer {
 
 /// Writes the embedded bootstraps to `dir/python/bootstrap.py` and `dir/node/bootstrap.mjs`.
 ///
-/// A file that already has the right content is left alone; others are replaced
-/// atomically (write to a temporary file, then rename), so a slot starting at the same
+/// A file that already has the right content is left alone. Others are replaced
+/// atomically by writing a temporary file and renaming it, so a slot starting at the same
 /// time reads either the old or the new bootstrap, never half of one.
 pub fn install_bootstraps(dir: &Path) -> std::io::Result<()> {
     write_if_changed(&dir.join(PYTHON_BOOTSTRAP_PATH), PYTHON_BOOTSTRAP)?;

@@ -10,7 +10,5 @@
 pub mod api;
 pub mod catalog;
 
-pub use api::{
-    InitOutcome, Invocation, InvokeOutcome, RuntimeApi, RuntimeApiLimits, DEFAULT_MAX_RESPONSE_BYTES,
-};
+pub use api::{InitOutcome, Invocation, InvokeOutcome, RuntimeApi, RuntimeApiLimits, DEFAULT_MAX_RESPONSE_BYTES};
 pub use catalog::{install_bootstraps, RuntimeCatalog, RuntimeKind, RuntimeOffer};

@@ -17,7 +17,7 @@ exports.callbackLater = (event, context, callback) => {
   setTimeout(() => callback(null, { late: true }), 20);
 };
 // With callbackWaitsForEmptyEventLoop (the default), Lambda serializes the result only once
-// the timer has run; without it, at once.
+// the timer has run, and without it at once.
 exports.callbackWaits = (event, context, callback) => {
   const state = { timerRan: false };
   setTimeout(() => { state.timerRan = true; }, 100);
@@ -72,7 +72,10 @@ fn files() -> Vec<(&'static str, &'static str)> {
         ("lib.cjs", "exports.handler = async () => 'cjs';\n"),
         ("esm/package.json", r#"{"type":"module"}"#),
         ("esm/index.js", "export const handler = async () => 'type module';\n"),
-        ("tla.js", "const value = await Promise.resolve('top-level await');\nexport const handler = async () => value;\n"),
+        (
+            "tla.js",
+            "const value = await Promise.resolve('top-level await');\nexport const handler = async () => value;\n",
+        ),
         ("dir/index.js", "exports.obj = { method: async () => 'dir method' };\n"),
     ]
 }
@@ -94,33 +97,33 @@ async fn async_response_is_json_stringify_output() {
 async fn async_event_round_trips() {
     let slot = node_slot("index.asyncEcho").await;
     let body = slot.invoke_ok(r#"{"a": [1, 2, {"b": "c"}]}"#).await;
-    assert_eq!(&body[..], br#"{"a":[1,2,{"b":"c"}]}"#);
+    assert_eq!(text(&body), r#"{"a":[1,2,{"b":"c"}]}"#);
 }
 
 #[tokio::test]
-async fn callback_handlers_answer() {
+async fn callback_handlers_respond() {
     let slot = node_slot("index.callbackEcho").await;
-    assert_eq!(&slot.invoke_ok("[1,2]").await[..], b"[1,2]");
+    assert_eq!(text(&slot.invoke_ok("[1,2]").await), "[1,2]");
 
     let slot = node_slot("index.callbackLater").await;
-    assert_eq!(&slot.invoke_ok("{}").await[..], br#"{"late":true}"#);
+    assert_eq!(text(&slot.invoke_ok("{}").await), r#"{"late":true}"#);
 }
 
 #[tokio::test]
 async fn callback_waits_for_empty_event_loop() {
     let slot = node_slot("index.callbackWaits").await;
-    assert_eq!(&slot.invoke_ok(r#"{"wait": true}"#).await[..], br#"{"timerRan":true}"#);
-    assert_eq!(&slot.invoke_ok(r#"{"wait": false}"#).await[..], br#"{"timerRan":false}"#);
+    assert_eq!(text(&slot.invoke_ok(r#"{"wait": true}"#).await), r#"{"timerRan":true}"#);
+    assert_eq!(text(&slot.invoke_ok(r#"{"wait": false}"#).await), r#"{"timerRan":false}"#);
 }
 
 #[tokio::test]
 async fn undefined_and_sync_results_are_null() {
     let slot = node_slot("index.returnsUndefined").await;
-    assert_eq!(&slot.invoke_ok("{}").await[..], b"null");
+    assert_eq!(text(&slot.invoke_ok("{}").await), "null");
 
-    // Lambda ignores what a non-async handler returns: it answers with the callback only.
+    // Lambda ignores what a non-async handler returns: only the callback sets the response.
     let slot = node_slot("index.syncReturn").await;
-    assert_eq!(&slot.invoke_ok("{}").await[..], b"null");
+    assert_eq!(text(&slot.invoke_ok("{}").await), "null");
 }
 
 #[tokio::test]
@@ -256,7 +259,7 @@ async fn invalid_event_json_is_syntax_error() {
     let slot = node_slot("index.asyncEcho").await;
     let (error_type, _error) = slot.invoke_error("{not json").await;
     assert_eq!(error_type.as_deref(), Some("SyntaxError"));
-    assert_eq!(&slot.invoke_ok("[3]").await[..], b"[3]");
+    assert_eq!(text(&slot.invoke_ok("[3]").await), "[3]");
 }
 
 #[tokio::test]

@@ -26,7 +26,7 @@ enum Hierarchy {
     None,
 }
 
-/// Which cgroup limits the backend can apply, decided once at construction.
+/// Cgroup hierarchy and controllers available for slots, detected once at construction.
 #[derive(Debug, Clone)]
 pub(crate) struct CgroupManager {
     hierarchy: Hierarchy,
@@ -71,7 +71,7 @@ impl CgroupManager {
         CgroupManager { hierarchy }
     }
 
-    /// Whether memory, process and CPU limits can be applied, in that order.
+    /// Returns whether memory, process and CPU limits can be applied, in that order.
     pub(crate) fn available(&self) -> (bool, bool, bool) {
         match &self.hierarchy {
             Hierarchy::V1 { memory, pids, cpu } => (memory.is_some(), pids.is_some(), cpu.is_some()),
@@ -137,6 +137,10 @@ impl CgroupManager {
 
 impl SlotCgroup {
     fn add_dir(&mut self, dir: PathBuf) -> io::Result<PathBuf> {
+        // Controllers mounted together in one v1 hierarchy share the directory.
+        if self.dirs.contains(&dir) {
+            return Ok(dir);
+        }
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             // A leftover of a slot with the same id whose cleanup did not finish:
@@ -164,7 +168,7 @@ impl SlotCgroup {
         std::fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
     }
 
-    /// Whether the kernel OOM killer killed a process of this cgroup: the `oom_kill`
+    /// Returns whether the kernel OOM killer killed a process of this cgroup: the `oom_kill`
     /// counter of v1 `memory.oom_control` (Linux 4.13 and later) or v2 `memory.events`.
     pub(crate) fn out_of_memory(&self) -> bool {
         let Some(dir) = self.memory_dir.as_ref() else { return false };
@@ -246,7 +250,7 @@ fn has_any_controller(controllers: &[String]) -> bool {
 }
 
 fn create_parent(dir: &Path, controller: &str) -> Option<PathBuf> {
-    match std::fs::create_dir_all(dir) {
+    match create_writable_dir(dir) {
         Ok(()) => Some(dir.to_path_buf()),
         Err(error) => {
             tracing::info!(controller, path = %dir.display(), %error, "cgroup controller unavailable for slots");
@@ -255,9 +259,18 @@ fn create_parent(dir: &Path, controller: &str) -> Option<PathBuf> {
     }
 }
 
+/// Creates `dir` if needed and checks that this process may create cgroups in it,
+/// because another user (root) may have created it before.
+fn create_writable_dir(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK).map_err(io::Error::from)
+}
+
+// NOTE: only unit-tested; the integration tests run on a hybrid host, where the v1
+// controllers take precedence, so this pure cgroup v2 path has not run end to end.
 fn detect_v2(mount: &Path, parent_name: &str) -> Hierarchy {
     let parent = mount.join(parent_name);
-    if let Err(error) = std::fs::create_dir_all(&parent) {
+    if let Err(error) = create_writable_dir(&parent) {
         tracing::info!(path = %parent.display(), %error, "cgroup v2 tree unavailable for slots");
         return Hierarchy::None;
     }

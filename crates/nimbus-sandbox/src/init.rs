@@ -25,6 +25,7 @@ use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -281,8 +282,9 @@ impl ExecPlan {
             .map(|(name, value)| cstring(format!("{name}={value}").as_bytes(), "environment variable"))
             .collect::<Result<Vec<_>, _>>()?;
         let working_dir = cstring(spec.working_dir.as_os_str().as_bytes(), "working directory")?;
-        // CAP_LAST_CAP of the running kernel; 40 (CAP_CHECKPOINT_RESTORE) is the
-        // highest as of Linux 6.x.
+        // Highest capability number of the running kernel (40, CAP_CHECKPOINT_RESTORE,
+        // since Linux 5.9). Without the file every number up to 63 is tried, and
+        // drop_bounding_set skips the unknown ones.
         let last_capability = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|text| text.trim().parse().ok())
@@ -298,6 +300,7 @@ fn exec_runtime(spec: &InitSpec, plan: &ExecPlan, filters: &[BpfProgram]) -> Str
     if let Err(errno) = nix::unistd::setsid() {
         return format!("setsid failed: {errno}");
     }
+
     if spec.isolation == InitIsolation::Bare {
         // Without a PID namespace nothing else ends the runtime with the supervisor.
         // SAFETY: prctl with integer arguments touches no memory.
@@ -306,6 +309,7 @@ fn exec_runtime(spec: &InitSpec, plan: &ExecPlan, filters: &[BpfProgram]) -> Str
     if let Err(message) = drop_identity(spec, plan.last_capability) {
         return message;
     }
+
     // SAFETY: `working_dir` is a NUL-terminated string that outlives the call.
     if unsafe { libc::chdir(plan.working_dir.as_ptr()) } < 0 {
         return format!("failed to enter {}: {}", spec.working_dir.display(), Errno::last());
@@ -314,6 +318,7 @@ fn exec_runtime(spec: &InitSpec, plan: &ExecPlan, filters: &[BpfProgram]) -> Str
     // the error pipe closes on exec as well.
     // SAFETY: close_range only changes descriptor flags of this process.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+
     // SAFETY: prctl with integer arguments touches no memory.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
         return format!("failed to set no_new_privs: {}", Errno::last());
@@ -323,6 +328,7 @@ fn exec_runtime(spec: &InitSpec, plan: &ExecPlan, filters: &[BpfProgram]) -> Str
             return format!("failed to install the seccomp filter: {error}");
         }
     }
+
     match nix::unistd::execve(&plan.program, &plan.argv, &plan.env) {
         Ok(never) => match never {},
         Err(errno) => format!("execve failed: {errno}"),
@@ -430,7 +436,7 @@ fn write_id_maps(uid_map: &str, gid_map: &str) -> Result<(), String> {
     std::fs::write("/proc/self/gid_map", gid_map).map_err(|error| format!("failed to write gid map {gid_map:?}: {error}"))
 }
 
-/// Reaps children until the runtime exits, or the backend asks for the end or goes
+/// Reaps children until the runtime exits, or the backend requests the end or goes
 /// away, then exits. In namespace mode that exit kills every process left in the
 /// slot's PID namespace.
 fn supervise(isolation: InitIsolation, runtime: Pid, control: BorrowedFd<'_>) -> ! {
@@ -503,11 +509,26 @@ fn reap_children(isolation: InitIsolation, runtime: Pid) -> Option<SlotExit> {
 
 fn end_slot(isolation: InitIsolation, runtime: Pid) -> ! {
     if isolation == InitIsolation::Bare {
-        // The runtime's process group outlives the runtime only while a member is
-        // left; a member that started its own session escapes this in bare mode.
+        // NOTE: a descendant that started its own session or process group escapes
+        // this kill, because only a PID namespace or cgroup could reach it.
         let _ = nix::sys::signal::killpg(runtime, Signal::SIGKILL);
+        reap_remaining_children(Duration::from_secs(2));
     }
     std::process::exit(0)
+}
+
+/// Reaps children until none is left or `limit` has passed. As a subreaper, the
+/// bare-mode supervisor inherits the killed runtime's descendants, and reaping them
+/// here means they are gone when the backend sees this process exit.
+fn reap_remaining_children(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(1)),
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Sends a report to the backend. A failure means the backend is gone, which the

@@ -29,7 +29,7 @@ use crate::{
     SlotProcess, SlotSpec,
 };
 
-/// How slots are isolated, chosen at construction.
+/// Isolation of slots, chosen at construction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IsolationMode {
     /// As root: new namespaces, and the runtime runs as the configured sandbox user.
@@ -37,7 +37,7 @@ pub enum IsolationMode {
     /// Without root: the same namespaces inside a user namespace that maps only the
     /// server's own uid and gid. The runtime keeps that host uid.
     UserNamespaces,
-    /// No namespaces, for hosts that allow none: the runtime sees the host's
+    /// No namespaces, for hosts that allow none: the runtime shares the host's
     /// filesystem and network and gets only `no_new_privs`, seccomp and, where
     /// writable, cgroup limits.
     Bare,
@@ -74,7 +74,7 @@ impl Default for NamespaceOptions {
 pub struct NamespaceBackend {
     init_program: PathBuf,
     init_args_prefix: Vec<String>,
-    /// Parent of each slot's directory, which holds the mount point of its root.
+    /// Parent of each slot's directory, which contains the mount point of its root.
     work_dir: PathBuf,
     options: NamespaceOptions,
     mode: IsolationMode,
@@ -138,7 +138,7 @@ impl NamespaceBackend {
         Ok(backend)
     }
 
-    /// The isolation this backend uses.
+    /// Returns the isolation this backend uses.
     pub fn isolation(&self) -> IsolationMode {
         self.mode
     }
@@ -154,7 +154,7 @@ impl NamespaceBackend {
                 self.options.sandbox_uid,
                 self.options.sandbox_gid,
             ),
-            // In its nested user namespace the runtime sees the server's uid, unless
+            // In its nested user namespace the runtime has the server's uid, unless
             // that is root, which it must not appear to be.
             IsolationMode::UserNamespaces if self.host_uid == 0 => (
                 InitIsolation::Namespaces { user_namespace: true },
@@ -270,12 +270,16 @@ impl SandboxBackend for NamespaceBackend {
         let layout = self.layout(spec);
         let slot_dir = self.slot_dir(slot_id);
         let mut cleanup = SpawnCleanup { slot_dir: Some(slot_dir.clone()), cgroup: None };
-        prepare_slot_dir(&slot_dir, self.mode).map_err(io_error)?;
+        // As root, a bare runtime runs as the sandbox user and needs its own /tmp.
+        // NOTE: that user also needs search permission on every parent of the work
+        // directory and of the code directory, which bare mode does not check.
+        let tmp_owner = (self.host_uid == 0).then_some((self.options.sandbox_uid, self.options.sandbox_gid));
+        prepare_slot_dir(&slot_dir, self.mode, tmp_owner).map_err(io_error)?;
         let limits = SlotLimits { memory_mb: spec.memory_mb, pids_max: spec.pids_max };
         let cgroup = self.cgroups.create(slot_id, limits).map_err(io_error)?;
 
         // In bare mode the runtime shares the host's network, so the backend binds a
-        // free port itself; in a namespace the supervisor binds the fixed port.
+        // free port itself. In a namespace the supervisor binds the fixed port.
         let bare_listener = match self.mode {
             IsolationMode::Bare => Some(std::net::TcpListener::bind("127.0.0.1:0").map_err(io_error)?),
             _ => None,
@@ -324,8 +328,8 @@ impl SandboxBackend for NamespaceBackend {
         let child = command.spawn().map_err(|error| {
             spawn_error(format!("failed to start the init program {}: {error}", self.init_program.display()))
         })?;
-        // The Command holds the pipes' write ends; they must close here so the reader
-        // sees end of file once the slot's processes are gone.
+        // The Command owns the pipes' write ends. They must close here so the reader
+        // gets end of file once the slot's processes are gone.
         drop(command);
         drop(init_control);
 
@@ -356,9 +360,6 @@ impl SandboxBackend for NamespaceBackend {
             stop_init(&mut child);
             return Err(spawn_error("the init process did not report its supervisor".to_string()));
         };
-        nix::fcntl::fcntl(control.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
-            .map_err(|errno| io_error(errno.into()))?;
-
         let init = InitProcess { child, slot_dir: cleanup.slot_dir.take().unwrap_or_default() };
         tracing::debug!(slot_id, pid, mode = ?self.mode, "slot started");
         Ok(SlotProcess {
@@ -413,7 +414,7 @@ fn available_modes(is_root: bool) -> Vec<IsolationMode> {
     modes
 }
 
-/// Whether a child process may unshare `flags`.
+/// Returns whether a child process may unshare `flags`.
 fn probe_unshare(flags: libc::c_int) -> bool {
     // SAFETY: the child calls only unshare and _exit, which are async-signal-safe,
     // so forking is sound even though the server has other threads.
@@ -434,7 +435,7 @@ fn probe_unshare(flags: libc::c_int) -> bool {
     )
 }
 
-/// Whether `name` is a single path component without special meaning.
+/// Returns whether `name` is a single path component without special meaning.
 fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
@@ -444,15 +445,23 @@ fn is_plain_name(name: &str) -> bool {
 }
 
 /// Creates the slot's directory with an empty `root` (namespace mode) or `tmp` (bare
-/// mode), first removing a leftover of an earlier slot with the same id.
-fn prepare_slot_dir(slot_dir: &Path, mode: IsolationMode) -> io::Result<()> {
+/// mode), first removing a leftover of an earlier slot with the same id. A bare
+/// slot's `tmp` belongs to `tmp_owner` when given.
+fn prepare_slot_dir(slot_dir: &Path, mode: IsolationMode, tmp_owner: Option<(u32, u32)>) -> io::Result<()> {
     match std::fs::remove_dir_all(slot_dir) {
         Ok(()) => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
     }
-    let inner = if mode == IsolationMode::Bare { "tmp" } else { "root" };
-    std::fs::create_dir_all(slot_dir.join(inner))
+    if mode != IsolationMode::Bare {
+        return std::fs::create_dir_all(slot_dir.join("root"));
+    }
+    let tmp = slot_dir.join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    if let Some((uid, gid)) = tmp_owner {
+        std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
+    }
+    Ok(())
 }
 
 /// Removes what a failed spawn created.
@@ -484,7 +493,7 @@ fn stop_init(child: &mut tokio::process::Child) {
     }
 }
 
-/// Reads what a pipe holds right now, for error messages.
+/// Reads what a pipe contains right now, for error messages.
 fn read_available(pipe: &OwnedFd) -> String {
     let _ = nix::fcntl::fcntl(pipe.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
     let mut buffer = vec![0u8; 4096];
@@ -492,7 +501,7 @@ fn read_available(pipe: &OwnedFd) -> String {
     String::from_utf8_lossy(&buffer[..length]).trim().to_string()
 }
 
-/// What the init process reported while the slot started.
+/// Reports of the init process received while the slot starts.
 #[derive(Default)]
 struct Handshake {
     pid: Option<u32>,
@@ -574,6 +583,8 @@ struct NamespaceSlot {
     /// Host pid of the supervisor (the slot's PID 1 in namespace mode).
     pid: u32,
     pidfd: Option<OwnedFd>,
+    /// Blocking socket. Every later read and write passes MSG_DONTWAIT instead, so
+    /// `kill` never blocks and the reactor registration works.
     control: Arc<OwnedFd>,
     /// Registration of `control` with the tokio reactor, made by the first `wait`.
     /// The lock lets one caller read at a time.
@@ -656,8 +667,8 @@ impl SlotControl for NamespaceSlot {
 
     fn kill(&self) {
         match self.mode {
-            // Without a PID namespace only the supervisor knows the runtime's process
-            // group, so it does the killing.
+            // Without a PID namespace the supervisor kills the runtime's process group,
+            // because as its parent it can keep the group id from being reused.
             IsolationMode::Bare => {
                 let _ = send_message(self.control.as_fd(), KILL_REQUEST, &[], MsgFlags::MSG_DONTWAIT);
             }

@@ -19,19 +19,19 @@ use crate::SlotExit;
 /// Descriptor number of the control socket in the init process.
 pub(crate) const CONTROL_FD: RawFd = 3;
 
-/// Maximum size of one message; the spec is by far the largest.
+/// Maximum size of one message. The spec is the largest message.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// The only message the backend sends after the spec: end the slot now.
 pub(crate) const KILL_REQUEST: &[u8] = b"kill";
 
-/// Which isolation the init process sets up.
+/// Isolation that the init process sets up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum InitIsolation {
     /// New mount, network, IPC, UTS and PID namespaces, optionally inside a new user
     /// namespace that maps only the caller's own uid and gid.
     Namespaces { user_namespace: bool },
-    /// No namespaces: the runtime sees the host's filesystem and network.
+    /// No namespaces: the runtime shares the host's filesystem and network.
     Bare,
 }
 
@@ -43,8 +43,8 @@ pub(crate) struct InitSpec {
     /// The backend's own uid and gid, mapped to root of the slot's user namespace.
     pub host_uid: u32,
     pub host_gid: u32,
-    /// Identity of the runtime. As root these are host ids; inside a user namespace
-    /// they are the ids the runtime sees in its own nested user namespace.
+    /// Identity of the runtime. As root these are host ids. Inside a user namespace
+    /// they are the ids the runtime has in its own nested user namespace.
     pub runtime_uid: u32,
     pub runtime_gid: u32,
     /// `cgroup.procs` files the init process moves itself into before it forks.
@@ -55,7 +55,7 @@ pub(crate) struct InitSpec {
     pub runtime_dir: PathBuf,
     pub tmp_mb: u32,
     pub hostname: String,
-    /// Working directory of the runtime, as the runtime sees it.
+    /// Working directory of the runtime, as a path inside the slot.
     pub working_dir: PathBuf,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
@@ -65,7 +65,7 @@ pub(crate) struct InitSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum InitMessage {
     /// The supervisor process exists. `pid` is its pid in the backend's PID namespace
-    /// (namespace PID 1 in namespace mode); a pidfd for it travels along where the
+    /// (namespace PID 1 in namespace mode). A pidfd for it travels along where the
     /// kernel supports `pidfd_open`.
     Started { pid: i32 },
     /// The runtime has been executed. In namespace mode the Runtime API listener

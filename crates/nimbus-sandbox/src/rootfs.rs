@@ -44,7 +44,7 @@ struct MountAttr {
 }
 
 /// Builds the slot's root filesystem and switches to it. Runs in the slot's PID 1,
-/// which holds `CAP_SYS_ADMIN` over the slot's mount namespace.
+/// which has `CAP_SYS_ADMIN` over the slot's mount namespace.
 pub(crate) fn enter_new_root(spec: &InitSpec) -> Result<(), String> {
     // Mounts below must not propagate back to the host's mount namespace.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
@@ -75,6 +75,8 @@ pub(crate) fn enter_new_root(spec: &InitSpec) -> Result<(), String> {
     bind_read_only(&spec.code_dir, &task_root)?;
     bind_read_only(&spec.runtime_dir, &runtime_root)?;
 
+    // NOTE: tmpfs pages are charged to the writer's memory cgroup, so data in /tmp
+    // counts against the slot's memory limit, unlike Lambda's disk-backed /tmp.
     let tmp = root.join(TMP_DIR.trim_start_matches('/'));
     create_dir(&tmp)?;
     mount_tmpfs(&tmp, &format!("size={}m,mode=1777", spec.tmp_mb), MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;

@@ -1,10 +1,10 @@
 //! The seccomp filter of slot runtimes.
 //!
-//! Runtimes are general interpreters (Python, Node), so the filter is a blocklist:
-//! it allows every system call except those that administer the kernel, mounts,
-//! namespaces, keyrings, tracing or BPF, which fail with `EPERM`. A syscall from an
-//! ABI the filter was not compiled for kills the process, so the i386 entry points
-//! cannot bypass it.
+//! Runtimes are general interpreters (Python, Node), so the filter is a blocklist.
+//! It allows every system call except those that administer the kernel, mounts,
+//! namespaces, keyrings, tracing or BPF, which fail with `EPERM`. A system call
+//! through an ABI the filter was not compiled for kills the process, so the i386
+//! entry points cannot bypass it.
 
 use std::collections::BTreeMap;
 
@@ -125,7 +125,7 @@ fn x32_guard() -> BpfProgram {
     ]
 }
 
-/// Whether the kernel supports seccomp filters.
+/// Returns whether the kernel supports seccomp filters.
 pub(crate) fn available() -> bool {
     std::path::Path::new("/proc/sys/kernel/seccomp/actions_avail").exists()
 }

@@ -2,7 +2,7 @@
 //!
 //! As root they exercise `IsolationMode::Namespaces` with cgroup limits. As an
 //! ordinary user the backend picks `IsolationMode::UserNamespaces`, and the same
-//! tests run that path; the memory and process limit tests then fail, because
+//! tests run that path. The memory and process limit tests then fail, because
 //! cgroups are not writable without root.
 
 use std::io::{BufRead, BufReader, Read};
@@ -210,7 +210,7 @@ async fn host_paths_hidden() {
         other.code_dir.display().to_string(),
         fixture.work_dir.display().to_string(),
         fixture.root.display().to_string(),
-        std::env::current_dir().unwrap().display().to_string(),
+        env!("CARGO_MANIFEST_DIR").to_string(),
     ];
     let script = format!(
         "for path in {}; do if [ -e \"$path\" ]; then echo \"visible $path\"; fi; done; ls /tmp",
@@ -357,8 +357,8 @@ print('getpid', libc.getpid())
     assert_ne!(finished.exit, SlotExit::Code(0), "mount succeeded: {}", finished.stdout);
 }
 
-/// A Python runtime that sends `message` to the Runtime API, prints the reply and
-/// then tries a host port, printing the outcome.
+/// Returns a Python program that sends `message` to the Runtime API, prints the
+/// reply, then connects to a host port and prints the outcome.
 fn network_probe(message: &str, host_port: u16) -> String {
     format!(
         "\
@@ -492,6 +492,65 @@ async fn concurrent_waiters_see_same_exit() {
     assert_eq!(first, SlotExit::Code(7));
     assert_eq!(second, SlotExit::Code(7));
     slot.control.destroy().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_mode_keeps_seccomp_and_kills_group() {
+    let fixture = fixture();
+    let options = NamespaceOptions {
+        cgroup_parent: CGROUP_PARENT.to_string(),
+        isolation: Some(IsolationMode::Bare),
+        ..NamespaceOptions::default()
+    };
+    let init = PathBuf::from(env!("CARGO_BIN_EXE_nimbus-sandbox-init"));
+    let backend = NamespaceBackend::new(init, Vec::new(), fixture.work_dir.clone(), options).unwrap();
+    let protections = backend.protections();
+    assert!(!protections.pid_mount_ipc_uts_namespaces);
+    assert!(!protections.network_namespace);
+    assert!(protections.no_new_privs);
+    assert!(protections.seccomp);
+    assert_eq!(protections.unprivileged_user, is_root());
+
+    let script = "sleep 60 & echo \"background $!\"; echo \"api $AWS_LAMBDA_RUNTIME_API\"; pwd; \
+                  echo x > \"$TMPDIR/file\" && echo tmp-writable; \
+                  grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; id -u; sleep 60";
+    let spec = shell(&fixture, "bare", script);
+    let layout = backend.layout(&spec);
+    assert_eq!(layout.task_root, fixture.code_dir);
+    let slot = backend.spawn(&spec).unwrap();
+    assert_ne!(slot.runtime_api_address, "127.0.0.1:9001");
+    assert_eq!(slot.runtime_api.local_addr().unwrap().to_string(), slot.runtime_api_address);
+
+    let stdout = slot.stdout;
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut lines = Vec::new();
+        for _ in 0..7 {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            lines.push(line.trim().to_string());
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(TIMEOUT, lines).await.expect("bare slot printed too little").unwrap();
+    let background: i32 = lines[0].strip_prefix("background ").unwrap().parse().unwrap();
+    assert_eq!(lines[1], format!("api {}", slot.runtime_api_address));
+    assert_eq!(lines[2], fixture.code_dir.display().to_string());
+    assert_eq!(lines[3], "tmp-writable");
+    assert_eq!(lines[4].split_whitespace().collect::<Vec<_>>(), ["NoNewPrivs:", "1"]);
+    assert_eq!(lines[5].split_whitespace().collect::<Vec<_>>(), ["Seccomp:", "2"]);
+    let uid: u32 = lines[6].parse().unwrap();
+    if is_root() {
+        assert_eq!(uid, 65534);
+    }
+
+    slot.control.kill();
+    let exit = tokio::time::timeout(TIMEOUT, slot.control.wait()).await.expect("bare slot survived kill");
+    assert_eq!(exit, SlotExit::Signal(9));
+    tokio::time::timeout(TIMEOUT, slot.control.destroy()).await.expect("destroy did not finish");
+    let background_alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(background), None).is_ok();
+    assert!(!background_alive, "background process {background} outlived the slot");
+    assert!(!fixture.work_dir.join(&spec.slot_id).exists());
 }
 
 /// Prints how long a slot running `/bin/true` takes from spawn to exit. A

@@ -415,7 +415,12 @@ impl Worker {
 
         let sandbox_started = Instant::now();
         let spec = self.slot_spec(request, &slot_id, code_dir)?;
-        let process = self.backend.spawn(&spec).map_err(|e| WorkerError::Sandbox(e.to_string()))?;
+        // Spawning blocks until the runtime has started, so it runs off the async threads.
+        let backend = self.backend.clone();
+        let process = tokio::task::spawn_blocking(move || backend.spawn(&spec))
+            .await
+            .map_err(|e| WorkerError::Sandbox(format!("spawn task failed: {e}")))?
+            .map_err(|e| WorkerError::Sandbox(e.to_string()))?;
         let api = RuntimeApi::serve(process.runtime_api, RuntimeApiLimits::default())
             .map_err(|e| WorkerError::Sandbox(format!("failed to serve the Runtime API: {e}")))?;
         let logs = logs::LogCollector::start(process.stdout, process.stderr)

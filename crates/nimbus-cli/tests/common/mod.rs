@@ -5,8 +5,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub const API_KEY: &str = "test-key-0123456789abcdef0123456789";
 
@@ -17,6 +17,8 @@ pub struct Server {
     pub api_key: String,
     pub data_dir: PathBuf,
     child: Child,
+    /// Every line the server printed so far, stderr and stdout interleaved.
+    log: Arc<Mutex<Vec<String>>>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -57,13 +59,16 @@ impl Server {
 
         // The server logs "listening on http://ADDR" once it accepts connections.
         let (sender, receiver) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         for stream in [Box::new(stderr) as Box<dyn std::io::Read + Send>, Box::new(stdout)] {
             let sender = sender.clone();
+            let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     eprintln!("[nimbus] {line}");
+                    log.lock().expect("server log lock").push(line.clone());
                     if let Some(at) = line.find("listening on http://") {
                         let address = line[at + "listening on ".len()..]
                             .split_whitespace()
@@ -87,12 +92,45 @@ impl Server {
             .position(|a| *a == "--api-key")
             .map(|i| args[i + 1].to_string())
             .unwrap_or_default();
-        Server { url, api_key, data_dir: data_dir.to_path_buf(), child, _temp: None }
+        Server { url, api_key, data_dir: data_dir.to_path_buf(), child, log, _temp: None }
     }
 
     pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Stops the server with SIGTERM, so that it destroys its execution slots, and
+    /// kills it if it has not exited within 10 s.
+    pub fn stop_gracefully(mut self) {
+        let pid = self.child.id().to_string();
+        let signalled = Command::new("kill").args(["-TERM", &pid]).status().is_ok_and(|status| status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while signalled && Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Returns the lines the server printed so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("server log lock").clone()
+    }
+
+    /// Returns the runtime ids of the server's "runtimes offered" log line, such as
+    /// `python3.11` or `nodejs20.x`.
+    pub fn offered_runtimes(&self) -> Vec<String> {
+        let lines = self.log_lines();
+        let line = lines
+            .iter()
+            .find(|line| line.contains("runtimes offered"))
+            .unwrap_or_else(|| panic!("the server logged no 'runtimes offered' line:\n{}", lines.join("\n")));
+        let list = line.split_once("runtimes=").map_or("", |(_, list)| list);
+        list.split(", ").filter_map(|entry| entry.split_whitespace().next()).map(str::to_string).collect()
     }
 
     /// A `nimbus` client command pointed at this server.
@@ -225,6 +263,28 @@ pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     for (name, contents) in files {
         writer.start_file(*name, options).expect("start a zip entry");
         writer.write_all(contents).expect("write a zip entry");
+    }
+    writer.finish().expect("finish the zip").into_inner()
+}
+
+/// Returns a zip of every file under `root`, named by its path relative to `root`,
+/// with its unix permissions, so executables such as `bootstrap` stay executable.
+pub fn zip_dir(root: &Path) -> Vec<u8> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let entry = entry.unwrap_or_else(|error| panic!("list {}: {error}", root.display()));
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let name = entry.path().strip_prefix(root).expect("walked paths are under the root").to_string_lossy().into_owned();
+        let mode = entry.metadata().expect("stat a file to zip").permissions().mode() & 0o777;
+        let options = zip::write::SimpleFileOptions::default().unix_permissions(mode);
+        let contents = std::fs::read(entry.path()).unwrap_or_else(|error| panic!("read {}: {error}", entry.path().display()));
+        writer.start_file(name, options).expect("start a zip entry");
+        writer.write_all(&contents).expect("write a zip entry");
     }
     writer.finish().expect("finish the zip").into_inner()
 }

@@ -1,9 +1,10 @@
 // Nimbus bootstrap for Node.js functions.
 //
 // Runs the function named by _HANDLER behind the AWS Lambda Runtime API at
-// AWS_LAMBDA_RUNTIME_API, with the behavior of Lambda's Node.js runtime (the 3.x runtime
-// interface client used by nodejs20.x): the same handler names and module loading, async
-// and callback handlers, context object, error documents and console log format.
+// AWS_LAMBDA_RUNTIME_API. It behaves like Lambda's Node.js runtime, which is the 3.x
+// runtime interface client in nodejs20.x. Handler names, module loading, async and
+// callback handlers, the context object, error documents and the console log format are
+// the same.
 //
 // One process serves one slot, so module state of the function persists from one
 // invocation to the next.
@@ -182,8 +183,8 @@ class RuntimeApiClient {
     const separator = address.lastIndexOf(':');
     this.hostname = address.slice(0, separator);
     this.port = Number.parseInt(address.slice(separator + 1), 10);
-    // One persistent connection; idle, it does not keep the event loop alive, which the
-    // callbackWaitsForEmptyEventLoop semantics rely on.
+    // One persistent connection. An idle keep-alive socket does not keep the event loop
+    // alive, which the callbackWaitsForEmptyEventLoop semantics rely on.
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   }
 
@@ -217,8 +218,8 @@ class RuntimeApiClient {
         request.end(body);
       });
     // A keep-alive connection that the server closed fails on first use, so the request
-    // is retried once on a fresh connection. The server rejects a repeated answer for the
-    // same request id, so a retried post cannot answer twice.
+    // is retried once on a fresh connection. The server rejects a second response or
+    // error for the same request id, so a retried post cannot resolve an event twice.
     return attempt().catch(() => attempt());
   }
 
@@ -253,8 +254,8 @@ class RuntimeApiClient {
     );
   }
 
-  // The Runtime API's answer (202, or 400/413 when it rejects the post) needs no action:
-  // the platform already knows the outcome, and the next event comes from
+  // The Runtime API's status (202, or 400/413 when it rejects the post) needs no action:
+  // the platform already has the outcome, and the next event comes from
   // /invocation/next either way.
   post(requestPath, bodyString, headers, callback) {
     const body = Buffer.from(bodyString, 'utf8');
@@ -270,7 +271,7 @@ class RuntimeApiClient {
   }
 }
 
-/** Error types become a header value, which cannot hold control characters. */
+/** Replaces control characters, which a header value cannot contain, with spaces. */
 function headerSafe(value) {
   return String(value).replace(/[\u0000-\u001f\u007f]/g, ' ');
 }
@@ -324,11 +325,14 @@ async function loadUserApp(appRoot, moduleRoot, moduleName) {
 }
 
 /**
- * Tries, in Lambda's order: the extensionless file via require; `.js` via require unless
- * the nearest package.json says `"type": "module"`; `.js` via import() when it does;
- * `.mjs` via import(); `.cjs` via require; and last the module name resolved from
- * node_modules. A `.js` file that require() refuses as ES module (top-level await) is
- * imported instead.
+ * Loads the function's module, trying in Lambda's order:
+ * 1. the extensionless file, via require();
+ * 2. `.js` via require(), unless the nearest package.json has `"type": "module"`;
+ * 3. `.js` via import() when it has;
+ * 4. `.mjs` via import(), then `.cjs` via require();
+ * 5. the module name resolved from node_modules.
+ * A `.js` file that require() rejects as an ES module (with top-level await, for
+ * example) is imported instead.
  */
 async function tryLoad(appRoot, moduleRoot, moduleName) {
   const base = path.resolve(appRoot, moduleRoot, moduleName);
@@ -476,7 +480,7 @@ function buildCallbackContext(client, requestId, scheduleNext) {
     } else if (!waitForEmptyEventLoop) {
       complete(result);
     } else {
-      // Lambda answers a callback only once the function's pending work is done.
+      // Lambda posts a callback's result only once the function's pending work is done.
       beforeExit.set(() => setImmediate(() => complete(result)));
     }
   };

@@ -30,8 +30,8 @@ ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 ERROR_LOG_LINE_TERMINATOR = "\r"
 ERROR_LOG_INDENT = "\u00a0"
 
-# Python 3.12 and later runtimes of Lambda keep non-ASCII characters in responses;
-# earlier ones escape them.
+# In awslambdaric 4.x, Lambda's python3.12 and later runtimes keep non-ASCII characters
+# in responses, and earlier ones escape them.
 ENSURE_ASCII = sys.version_info < (3, 12)
 
 current_request_id = None
@@ -61,8 +61,9 @@ class RuntimeApiClient:
 
     def _request(self, method, path, body=None, headers=None):
         # A keep-alive connection that the server closed fails on first use, so the
-        # request is retried once on a fresh connection. The server rejects a repeated
-        # answer for the same request id, so a retried post cannot answer twice.
+        # request is retried once on a fresh connection. The server rejects a second
+        # response or error for the same request id, so a retried post cannot resolve an
+        # event twice.
         for attempt in (1, 2):
             if self._connection is None:
                 self._connection = self._http.HTTPConnection(self._host, self._port)
@@ -98,8 +99,8 @@ class RuntimeApiClient:
         self._post("/2018-06-01/runtime/init/error", to_json(error).encode("utf-8"), headers)
 
     def _post(self, path, body, headers):
-        # The Runtime API's answer (202, or 400/413 when it rejects the post) needs no
-        # action here: the platform already knows the outcome, and the next event comes
+        # The Runtime API's status (202, or 400/413 when it rejects the post) needs no
+        # action here: the platform already has the outcome, and the next event comes
         # from /invocation/next either way. A broken connection is not retried further.
         try:
             self._request("POST", path, body, headers)
@@ -397,8 +398,8 @@ def handle_invocation(client, handler, response, body):
 def set_up_sys_path(task_root):
     """Puts the task root first on sys.path, then the layer directories, as Lambda does."""
     bootstrap_dir = os.path.dirname(os.path.abspath(__file__))
-    # Python put this script's directory first; dropping it keeps a function module that
-    # shares a name with this file from being shadowed.
+    # Python put this script's directory first on sys.path. Dropping it keeps this file
+    # from shadowing a function module of the same name.
     if sys.path and os.path.abspath(sys.path[0] or ".") == bootstrap_dir:
         del sys.path[0]
     layer_site_packages = "/opt/python/lib/python{}.{}/site-packages".format(*sys.version_info[:2])

@@ -1,10 +1,11 @@
 //! The AWS Lambda Runtime API server of one execution environment (slot).
 //!
 //! The runtime inside the slot long-polls `GET /2018-06-01/runtime/invocation/next` for an
-//! event and answers it with `POST .../invocation/{id}/response` or `.../error`; a runtime
-//! that fails to start posts `/2018-06-01/runtime/init/error`. [`RuntimeApi`] is the
-//! worker's side of that exchange: [`RuntimeApi::wait_ready`] reports the end of init and
-//! [`RuntimeApi::invoke`] hands over one event and returns what the runtime answered.
+//! event and posts the result to `POST .../invocation/{id}/response` or `.../error`. A
+//! runtime that fails to start posts `/2018-06-01/runtime/init/error` instead.
+//! [`RuntimeApi`] is the worker's side of that exchange: [`RuntimeApi::wait_ready`] reports
+//! the end of init, and [`RuntimeApi::invoke`] hands over one event and returns the
+//! runtime's response or error.
 
 mod body;
 mod routes;
@@ -21,7 +22,8 @@ use slot::Slot;
 /// One event for the runtime, with the metadata that the Runtime API sends as headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
-    /// Sent as `Lambda-Runtime-Aws-Request-Id`; the runtime answers under this id.
+    /// Sent as `Lambda-Runtime-Aws-Request-Id`. The runtime posts its response or error
+    /// under this id.
     pub request_id: String,
     /// Event body, sent to the runtime unchanged. Lambda payloads are JSON.
     pub payload: Bytes,
@@ -38,7 +40,7 @@ pub struct Invocation {
     pub cognito_identity: Option<String>,
 }
 
-/// How the runtime's initialization ended.
+/// Outcome of the runtime's initialization.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InitOutcome {
     /// The runtime called `/invocation/next`, so it has loaded the function.
@@ -48,7 +50,7 @@ pub enum InitOutcome {
     Failed { error_type: Option<String>, body: Bytes },
 }
 
-/// What the runtime answered to one event.
+/// Outcome of one event: the runtime's response or error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InvokeOutcome {
     /// The body of `/invocation/{id}/response`, byte for byte as posted.
@@ -152,13 +154,13 @@ impl RuntimeApi {
 
     /// Hands one event to the runtime and returns its response or error.
     ///
-    /// The slot holds one event at a time: a second call waits, in call order, until the
-    /// first is answered or abandoned. Dropping the future abandons the event: a runtime
-    /// that has not fetched it never gets it, and a later answer for it gets 400.
+    /// The slot contains at most one event: a second call waits, in call order, until the
+    /// first is resolved or abandoned. Dropping the future abandons the event: a runtime
+    /// that has not fetched it never gets it, and a later response or error for it gets 400.
     ///
-    /// NOTE: this never resolves if the runtime never answers, including after
-    /// [`RuntimeApi::shutdown`]; the caller bounds it with its own timeout and races it
-    /// against process exit.
+    /// NOTE: this never resolves if the runtime never posts a response or error, which
+    /// includes every call after [`RuntimeApi::shutdown`]. The caller bounds it with its
+    /// own timeout and races it against process exit.
     pub async fn invoke(&self, invocation: Invocation) -> InvokeOutcome {
         self.handle.slot.invoke(invocation).await
     }

@@ -78,36 +78,29 @@ fn event_response(invocation: Invocation) -> Response {
     response
 }
 
-/// Converts without copying unless the value needs cleaning. A header cannot carry
-/// control characters, so those become spaces; in the JSON values sent as headers they
-/// can only be whitespace between tokens, because JSON strings must escape them.
+/// Converts `value` into a header value, without copying unless it needs cleaning.
+/// A header cannot carry control characters, so they become spaces. In the JSON values
+/// sent as headers they can only be whitespace between tokens, because JSON strings must
+/// escape them.
 fn header_value(value: String) -> HeaderValue {
     let is_valid = value.bytes().all(|byte| byte == b'\t' || (byte >= 0x20 && byte != 0x7f));
-    let value = if is_valid {
-        value
-    } else {
-        value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
-    };
+    let value = if is_valid { value } else { value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect() };
     // Only the bytes checked above make `from_maybe_shared` fail, so the fallback is unused.
     HeaderValue::from_maybe_shared(Bytes::from(value)).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-async fn post_response(
-    State(slot): State<Arc<Slot>>,
-    Path(request_id): Path<String>,
-    request: Request,
-) -> Response {
-    receive_answer(&slot, &request_id, request, |body, _| InvokeOutcome::Response(body)).await
+async fn post_response(State(slot): State<Arc<Slot>>, Path(request_id): Path<String>, request: Request) -> Response {
+    receive_result(&slot, &request_id, request, |body, _| InvokeOutcome::Response(body)).await
 }
 
 async fn post_error(State(slot): State<Arc<Slot>>, Path(request_id): Path<String>, request: Request) -> Response {
-    receive_answer(&slot, &request_id, request, |body, error_type| InvokeOutcome::FunctionError { error_type, body })
+    receive_result(&slot, &request_id, request, |body, error_type| InvokeOutcome::FunctionError { error_type, body })
         .await
 }
 
 /// Reads a `/response` or `/error` post and, if it is for the running event, resolves that
 /// event with `outcome(body, error_type_header)`.
-async fn receive_answer(
+async fn receive_result(
     slot: &Slot,
     request_id: &str,
     request: Request,
@@ -123,7 +116,7 @@ async fn receive_answer(
     match read_limited(&parts.headers, body, limit).await {
         BodyRead::Complete(body) => {
             let error_type = error_type_header(&parts.headers);
-            if slot.answer(request_id, outcome(body, error_type)) {
+            if slot.resolve_running(request_id, outcome(body, error_type)) {
                 accepted()
             } else {
                 invalid_request_id()
@@ -132,9 +125,9 @@ async fn receive_answer(
         BodyRead::TooLarge(rest) => {
             // Resolve the invocation first: the caller need not wait for the runtime to
             // finish sending a body that is discarded anyway.
-            let answered = slot.answer(request_id, InvokeOutcome::ResponseTooLarge { limit });
+            let resolved = slot.resolve_running(request_id, InvokeOutcome::ResponseTooLarge { limit });
             discard(rest, limit).await;
-            if answered {
+            if resolved {
                 payload_too_large(limit)
             } else {
                 invalid_request_id()
@@ -143,7 +136,7 @@ async fn receive_answer(
         BodyRead::Failed(error) => {
             // The runtime's connection broke mid-body, so no reply reaches it. The event
             // stays running: the runtime may post again.
-            tracing::debug!(request_id, %error, "runtime connection failed while posting its answer");
+            tracing::debug!(request_id, %error, "runtime connection failed while posting a response or error");
             StatusCode::BAD_REQUEST.into_response()
         }
     }

@@ -2,9 +2,9 @@
 //! runtime's HTTP requests.
 //!
 //! An event moves from `queued` (handed in by `invoke`, not yet fetched) to `running`
-//! (fetched by `/invocation/next`) to answered (its reply channel consumed by
-//! `/response` or `/error`). At most one event exists at a time, because `invoke` holds
-//! `invoke_turn` until its event is answered or abandoned.
+//! (fetched by `/invocation/next`) to resolved (its reply channel consumed by
+//! `/response` or `/error`). At most one event exists at a time, because `invoke` keeps
+//! `invoke_turn` locked until its event is resolved or abandoned.
 
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
@@ -19,7 +19,7 @@ pub(crate) struct Slot {
     state: Mutex<EventState>,
     /// Wakes a `/invocation/next` poll when an event is queued.
     event_queued: Notify,
-    /// Held by the `invoke` call whose event is in the slot; waiters get it in call order.
+    /// Locked by the `invoke` call whose event is in the slot. Waiters get it in call order.
     invoke_turn: tokio::sync::Mutex<()>,
     /// `None` until the runtime first calls `/invocation/next` or posts its init error.
     init: watch::Sender<Option<InitOutcome>>,
@@ -46,9 +46,10 @@ struct RunningEvent {
     reply: oneshot::Sender<InvokeOutcome>,
 }
 
-/// Why the runtime cannot take an event now.
+/// Reason that `/invocation/next` returns no event.
 pub(crate) enum NextError {
-    /// The runtime called `/invocation/next` again without answering the event it has.
+    /// The runtime called `/invocation/next` again before posting a response or error for
+    /// its running event.
     EventRunning,
     /// The runtime reported an init error earlier, so it gets no events.
     InitFailed,
@@ -168,21 +169,22 @@ impl Slot {
         state.running.as_ref().is_some_and(|running| running.request_id == request_id)
     }
 
-    /// Answers the running event if its id is `request_id`. Returns false when it is not,
-    /// so the answer was rejected; each event is answered at most once.
-    pub(crate) fn answer(&self, request_id: &str, outcome: InvokeOutcome) -> bool {
+    /// Resolves the running event with `outcome` if its id is `request_id`. Returns false,
+    /// so the post is rejected, when it is not. Each event is resolved at most once.
+    pub(crate) fn resolve_running(&self, request_id: &str, outcome: InvokeOutcome) -> bool {
         let running = {
             let mut state = self.lock_state();
-            if !state.running.as_ref().is_some_and(|running| running.request_id == request_id) {
-                return false;
+            match state.running.take() {
+                Some(running) if running.request_id == request_id => running,
+                other => {
+                    state.running = other;
+                    return false;
+                }
             }
-            state.running.take()
         };
-        if let Some(running) = running {
-            // A dropped receiver means the caller abandoned the event; the runtime still
-            // answered in time from its point of view, so it gets 202 all the same.
-            let _ = running.reply.send(outcome);
-        }
+        // A dropped receiver means the caller abandoned the event just now. The runtime
+        // posted in time from its side, so it gets 202 all the same.
+        let _ = running.reply.send(outcome);
         true
     }
 
@@ -218,7 +220,7 @@ impl Slot {
     }
 }
 
-/// Removes an `invoke` call's event from the slot when the call ends, whether answered
+/// Removes an `invoke` call's event from the slot when the call ends, whether resolved
 /// (then there is nothing left to remove) or dropped by its caller.
 struct AbandonOnDrop<'a> {
     slot: &'a Slot,

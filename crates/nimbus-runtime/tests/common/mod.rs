@@ -8,14 +8,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use nimbus_runtime::{
-    install_bootstraps, InitOutcome, Invocation, InvokeOutcome, RuntimeApi, RuntimeApiLimits, RuntimeKind,
-    RuntimeOffer,
+    install_bootstraps, InitOutcome, Invocation, InvokeOutcome, RuntimeApi, RuntimeApiLimits, RuntimeKind, RuntimeOffer,
 };
 use tempfile::TempDir;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
-/// Time a runtime gets to start, answer or exit before a test fails.
+/// Maximum time for a runtime to start, respond or exit before a test fails.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub const FUNCTION_NAME: &str = "test-function";
@@ -200,7 +199,7 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as u64
 }
 
-/// An invocation with a fresh request id and a deadline 60 s from now.
+/// Builds an invocation with a fresh request id and a deadline 60 s from now.
 pub fn invocation(payload: &str) -> Invocation {
     Invocation {
         request_id: uuid::Uuid::new_v4().to_string(),
@@ -216,4 +215,9 @@ pub fn invocation(payload: &str) -> Invocation {
 pub fn parse_json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body)
         .unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", String::from_utf8_lossy(body)))
+}
+
+/// Returns a response body as text, so that failed comparisons print readably.
+pub fn text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).into_owned()
 }
