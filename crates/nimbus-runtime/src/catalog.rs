@@ -40,7 +40,7 @@ pub struct RuntimeOffer {
     /// AWS runtime id, for example `python3.11`, `nodejs20.x` or `provided.al2023`.
     pub id: String,
     pub kind: RuntimeKind,
-    /// Absolute path of the interpreter; `None` for provided runtimes.
+    /// Absolute path of the interpreter, or `None` for provided runtimes.
     pub interpreter: Option<PathBuf>,
     /// Exact interpreter version as it reports itself, for example `3.11.2` or `v20.20.2`.
     pub version: Option<String>,
@@ -128,7 +128,8 @@ fn add_if_new(offers: &mut Vec<RuntimeOffer>, offer: RuntimeOffer) {
 
 fn probe_python(path: &Path) -> Option<RuntimeOffer> {
     let output = probe_version(path)?;
-    // Python prints `Python 3.11.2`; versions before 3.4 printed it to stderr.
+    // Python prints `Python 3.11.2`. Versions before 3.4 printed it to stderr, which is
+    // read too.
     let version = output.trim().strip_prefix("Python ")?.to_string();
     let mut parts = version.split('.');
     let major = parts.next()?;
@@ -185,7 +186,7 @@ fn probe_version(path: &Path) -> Option<String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|error| tracing::debug!(interpreter = %path.display(), %error, "interpreter not usable"))
+        .map_err(|error| tracing::debug!(interpreter = %path.display(), %error, "interpreter failed to start, skipped"))
         .ok()?;
 
     let started = Instant::now();
@@ -243,7 +244,7 @@ impl RuntimeOffer {
                 vec![interpreter.display().to_string(), runtime_root.join(NODE_BOOTSTRAP_PATH).display().to_string()]
             }
             // NOTE: Lambda also accepts /opt/bootstrap from a layer when the task root has
-            // none; this command only looks in the task root.
+            // none, but this command only looks in the task root.
             RuntimeKind::Provided => vec![task_root.join("bootstrap").display().to_string()],
         }
     }
@@ -390,8 +391,7 @@ mod tests {
                 assert!(offer.version.is_some(), "{offer:?}");
             }
         }
-        // This machine's Debian Python and Node.js; on a host without them these two
-        // checks do not apply.
+        // The next two checks apply only where /usr/bin/python3 and /usr/bin/node exist.
         if Path::new("/usr/bin/python3").exists() {
             assert!(catalog.offers().iter().any(|offer| offer.kind == RuntimeKind::Python), "{:?}", catalog.offers());
         }

@@ -47,6 +47,11 @@ exports.fail = async () => { throw new TypeError('bad input'); };
 exports.throwsSync = () => { throw new RangeError('sync throw'); };
 exports.callbackError = (event, context, callback) => callback(new Error('callback failed'));
 exports.callbackString = (event, context, callback) => callback('plain failure');
+exports.failNonAscii = async () => {
+  const error = new Error('сломалось');
+  error.name = 'Ошибка';
+  throw error;
+};
 exports.circular = async () => { const value = {}; value.self = value; return value; };
 exports.neverSettles = async () => new Promise(() => {});
 exports.uncaught = async () => {
@@ -216,6 +221,7 @@ async fn thrown_and_callback_errors_posted() {
         ("index.throwsSync", "RangeError", "sync throw"),
         ("index.callbackError", "Error", "callback failed"),
         ("index.callbackString", "string", "plain failure"),
+        ("index.failNonAscii", "Ошибка", "сломалось"),
     ];
     for (handler, expected_type, expected_message) in cases {
         let slot = node_slot(handler).await;

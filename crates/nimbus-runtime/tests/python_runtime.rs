@@ -68,8 +68,11 @@ def context_fields(event, context):
 
 
 def environment(event, context):
+    import http.client
     import importlib.util
+    import urllib.request
     return {
+        "https_available": hasattr(http.client, "HTTPSConnection") and hasattr(urllib.request, "HTTPSHandler"),
         "sys_path_0": sys.path[0],
         "cwd": os.getcwd(),
         "pip_visible": importlib.util.find_spec("pip") is not None,
@@ -79,6 +82,14 @@ def environment(event, context):
 
 def fail(event, context):
     raise ValueError("boom")
+
+
+class Ошибка(Exception):
+    pass
+
+
+def fail_non_ascii(event, context):
+    raise Ошибка("сломалось")
 
 
 def unserializable(event, context):
@@ -200,6 +211,8 @@ async fn task_root_first_and_host_packages_hidden() {
     // Debian ships pip in /usr/lib/python3/dist-packages, which -S keeps off sys.path.
     assert_eq!(fields["pip_visible"], json!(false));
     assert_eq!(fields["bytecode_disabled"], json!(true));
+    // The bootstrap imports its own http.client without ssl; functions get a complete one.
+    assert_eq!(fields["https_available"], json!(true));
 }
 
 #[tokio::test]
@@ -258,6 +271,14 @@ async fn handler_exception_shaped_like_lambda() {
 
     let output = slot.output();
     assert!(output.contains("[ERROR] ValueError: boom\rTraceback (most recent call last):\r"), "{output}");
+}
+
+#[tokio::test]
+async fn non_ascii_error_type_reaches_header() {
+    let slot = python_slot("fail_non_ascii").await;
+    let (error_type, error) = slot.invoke_error("{}").await;
+    assert_eq!(error_type.as_deref(), Some("Ошибка"));
+    assert_eq!(error["errorMessage"], json!("сломалось"));
 }
 
 #[tokio::test]

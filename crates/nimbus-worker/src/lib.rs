@@ -3,7 +3,7 @@
 //! invocation's logs and measures it.
 //!
 //! A slot serves one function version with one configuration. After a success or a
-//! function error it goes back to the warm pool; after a timeout, an exit or a
+//! function error it goes back to the warm pool. After a timeout, an exit or a
 //! failed init it is destroyed. Idle slots expire after the configured TTL.
 
 mod cache;
@@ -194,6 +194,16 @@ fn error_body(error_type: &str, message: &str) -> Bytes {
     Bytes::from(serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string())
 }
 
+fn init_error_type(header: Option<String>, body: &[u8]) -> String {
+    header.or_else(|| error_type_in_body(body)).unwrap_or_else(|| "Runtime.InitError".to_string())
+}
+
+/// Reads `errorType` from an error JSON that a runtime posted.
+fn error_type_in_body(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("errorType")?.as_str().map(str::to_string)
+}
+
 fn exit_description(exit: SlotExit) -> String {
     match exit {
         SlotExit::Code(code) => format!("exit status {code}"),
@@ -202,14 +212,14 @@ fn exit_description(exit: SlotExit) -> String {
     }
 }
 
-/// The error type and JSON of a runtime that exited instead of answering.
+/// Builds the error type and JSON of a runtime that exited instead of responding.
 fn exit_error(request_id: &str, exit: SlotExit, out_of_memory: bool) -> (String, Bytes) {
     let error_type = if out_of_memory { "Runtime.OutOfMemory" } else { "Runtime.ExitError" };
     let message = format!("RequestId: {request_id} Error: Runtime exited with error: {}", exit_description(exit));
     (error_type.to_string(), error_body(error_type, &message))
 }
 
-/// How a slot's attempt at one event ended.
+/// Outcome of a slot's attempt at one event.
 enum Attempt {
     Answered(InvokeOutcome),
     Exited(SlotExit),
@@ -438,12 +448,12 @@ impl Worker {
             biased;
             outcome = &mut ready => match outcome {
                 InitOutcome::Ready => None,
-                InitOutcome::Failed { error_type, body } => Some((error_type.unwrap_or_else(|| "Runtime.InitError".into()), body)),
+                InitOutcome::Failed { error_type, body } => Some((init_error_type(error_type, &body), body)),
             },
             exit = control.wait() => {
                 // An init error posted just before the exit still wins.
                 match tokio::time::timeout(Duration::ZERO, &mut ready).await {
-                    Ok(InitOutcome::Failed { error_type, body }) => Some((error_type.unwrap_or_else(|| "Runtime.InitError".into()), body)),
+                    Ok(InitOutcome::Failed { error_type, body }) => Some((init_error_type(error_type, &body), body)),
                     _ => Some(exit_error(&request.request_id, exit, control.out_of_memory())),
                 }
             }
@@ -516,7 +526,10 @@ impl Worker {
         let (status, body, error_type, keep) = match attempt {
             Attempt::Answered(InvokeOutcome::Response(body)) => (InvokeStatus::Success, body, None, true),
             Attempt::Answered(InvokeOutcome::FunctionError { error_type, body }) => {
-                let error_type = error_type.unwrap_or_else(|| "Unhandled".to_string());
+                // Some runtime clients (awslambdaric 4.x) send the type only in the body.
+                let error_type = error_type
+                    .or_else(|| error_type_in_body(&body))
+                    .unwrap_or_else(|| "Unhandled".to_string());
                 (InvokeStatus::Error, body, Some(error_type), true)
             }
             Attempt::Answered(InvokeOutcome::ResponseTooLarge { limit }) => {

@@ -113,7 +113,7 @@ impl LogCollector {
                     }
                 }
             }
-            // Both pipes are closed: answer flushes until the collector is dropped.
+            // Both pipes are closed, so flushes complete at once until the collector is dropped.
             while let Some(done) = flush_requests.recv().await {
                 let _ = done.send(());
             }

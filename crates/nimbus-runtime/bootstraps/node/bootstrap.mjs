@@ -271,9 +271,14 @@ class RuntimeApiClient {
   }
 }
 
-/** Replaces control characters, which a header value cannot contain, with spaces. */
+/**
+ * Makes an error type fit for a header: control characters, which a header cannot
+ * contain, become spaces, and the text is sent as UTF-8 bytes. Node writes header strings
+ * as Latin-1 and rejects characters beyond it.
+ */
 function headerSafe(value) {
-  return String(value).replace(/[\u0000-\u001f\u007f]/g, ' ');
+  const cleaned = String(value).replace(/[\u0000-\u001f\u007f]/g, ' ');
+  return Buffer.from(cleaned, 'utf8').toString('latin1');
 }
 
 // ---------------------------------------------------------------------------------------
@@ -573,8 +578,9 @@ class Runtime {
       this.errorCallbacks.unhandledRejection = (error) =>
         this.client.postInvocationError(error, requestId, () => process.exit(EXIT_UNHANDLED_REJECTION));
 
-      // A handler that neither returns a promise nor calls the callback answers null once
-      // its pending work is done. An async handler whose promise never settles fails.
+      // A handler that neither returns a promise nor calls the callback gets a null
+      // response once its pending work is done. An async handler whose promise never
+      // settles fails.
       beforeExit.set(() => {
         markCompleted();
         if (this.isAsync) {

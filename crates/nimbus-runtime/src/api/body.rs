@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 
 pub(crate) enum BodyRead {
     Complete(Bytes),
-    /// The body is longer than the limit; the rest of it is still unread.
+    /// The body is longer than the limit. The rest of it is still unread.
     TooLarge(Body),
     /// The connection failed before the body ended.
     Failed(axum::Error),

@@ -107,9 +107,12 @@ impl std::fmt::Debug for RuntimeApi {
 impl RuntimeApi {
     /// Serves the Runtime API on an already-listening socket.
     ///
-    /// Must be called inside a Tokio runtime, which runs the server; outside one it
-    /// returns an error. Every accepted connection gets `TCP_NODELAY`, because Nagle's
-    /// algorithm plus delayed ACKs added about 40 ms to each warm invoke.
+    /// Must be called inside a Tokio runtime, which runs the server. Outside one it
+    /// returns an error.
+    ///
+    /// Every accepted connection gets `TCP_NODELAY`. Without it, a response that leaves
+    /// in two writes (headers, then body) holds its second write until the runtime's
+    /// delayed ACK arrives, which takes 40 ms or more on Linux.
     pub fn serve(listener: std::net::TcpListener, limits: RuntimeApiLimits) -> std::io::Result<RuntimeApi> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|error| {
             std::io::Error::other(format!("RuntimeApi::serve must be called inside a Tokio runtime: {error}"))
