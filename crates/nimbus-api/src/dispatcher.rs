@@ -106,7 +106,7 @@ async fn run_event(state: &AppState, config: &DispatcherConfig, event: AsyncEven
         Err(error) => return discard(state, &event, &format!("its qualifier no longer resolves: {error}")).await,
     };
     if function.reserved_concurrency == Some(0) {
-        record_throttle(state, &account, function.function_id, &target.version, &event.event_id, "Event");
+        record_throttle(state, &account, function.function_id, &target.version, &event.event_id, "Event", &event.trace_id);
         return retry_later(state, &event, event.attempts, THROTTLE_RETRY).await;
     }
 

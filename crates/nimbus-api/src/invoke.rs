@@ -31,7 +31,7 @@ pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// An X-Ray style trace id: `Root=1-{epoch seconds hex}-{96 random bits hex}`.
+/// Generates an X-Ray style trace id: `Root=1-{epoch seconds hex}-{96 random bits hex}`.
 pub fn new_trace_id() -> String {
     let mut random = rand::thread_rng();
     format!(
@@ -184,7 +184,7 @@ fn worker_error(error: WorkerError, function: &str) -> ApiError {
     }
 }
 
-/// The record and log lines of a finished invocation.
+/// Builds the record and log lines of a finished invocation.
 pub fn record_of(
     result: &InvokeResult,
     account: &Account,
@@ -226,7 +226,15 @@ pub fn record_of(
 }
 
 /// Records a throttled invocation, which never reached a slot.
-pub fn record_throttle(state: &AppState, account: &Account, function_id: Uuid, version: &str, request_id: &str, invocation_type: &str) {
+pub fn record_throttle(
+    state: &AppState,
+    account: &Account,
+    function_id: Uuid,
+    version: &str,
+    request_id: &str,
+    invocation_type: &str,
+    trace_id: &str,
+) {
     let now = time::OffsetDateTime::now_utc();
     let record = InvocationRecord {
         request_id: request_id.to_string(),
@@ -245,7 +253,7 @@ pub fn record_throttle(state: &AppState, account: &Account, function_id: Uuid, v
         error_type: Some("TooManyRequestsException".to_string()),
         cold_start: false,
         slot_id: None,
-        trace_id: String::new(),
+        trace_id: trace_id.to_string(),
     };
     state.recorder.record(record, Vec::new());
 }
@@ -344,11 +352,12 @@ pub async fn invoke(
     let target = resolve_target(&state, &account, &function, query.qualifier.as_deref()).await?;
     state.worker.check_runtime(&target.settings.runtime).map_err(|e| worker_error(e, &name))?;
     let request_id = Uuid::new_v4().to_string();
+    let trace_id = new_trace_id();
 
     if function.reserved_concurrency == Some(0) {
         let kind = if invocation_type == InvocationType::Event { "Event" } else { "RequestResponse" };
         if invocation_type != InvocationType::Event {
-            record_throttle(&state, &account, function.function_id, &target.version, &request_id, kind);
+            record_throttle(&state, &account, function.function_id, &target.version, &request_id, kind, &trace_id);
             return Err(ApiError::TooManyRequests {
                 message: format!("function '{name}' has reserved concurrency 0, so every invocation is throttled; raise it with PUT /functions/{name}/concurrency"),
                 reason: "ReservedFunctionConcurrentInvocationLimitExceeded",
@@ -372,7 +381,7 @@ pub async fn invoke(
                 qualifier: query.qualifier.clone(),
                 payload: payload.to_vec(),
                 client_context,
-                trace_id: new_trace_id(),
+                trace_id,
                 attempts: 0,
                 next_attempt_ms: now,
                 created_ms: now,
@@ -396,7 +405,7 @@ pub async fn invoke(
                 code: target.code,
                 payload,
                 client_context,
-                trace_id: new_trace_id(),
+                trace_id,
             };
             let result = run_invocation(&state, &account, function.function_id, request, "RequestResponse")
                 .await

@@ -330,6 +330,21 @@ impl Worker {
         slot
     }
 
+    /// Takes an idle slot whose runtime is still running. A slot whose runtime exited
+    /// while idle (a background thread that ended the process, for example) is
+    /// destroyed here, so the next event gets a new slot instead of that exit.
+    async fn take_live_idle(&self, key: &SlotKey) -> Option<Slot> {
+        while let Some(slot) = self.take_idle(key) {
+            // `wait` resolves at once when the runtime has already exited.
+            let Ok(exit) = tokio::time::timeout(Duration::ZERO, slot.control.wait()).await else {
+                return Some(slot);
+            };
+            tracing::info!(slot_id = %slot.id, exit = %exit_description(exit), "idle slot's runtime exited; replacing the slot");
+            self.forget(slot);
+        }
+        None
+    }
+
     fn release(&self, key: SlotKey, mut slot: Slot) {
         slot.last_used = Instant::now();
         self.pool.lock().expect("pool lock").idle.entry(key).or_default().push(slot);
@@ -369,7 +384,7 @@ impl Worker {
     pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResult, WorkerError> {
         let key = SlotKey::of(&request);
         let started_at = OffsetDateTime::now_utc();
-        let (slot, cold_start) = match self.take_idle(&key) {
+        let (slot, cold_start) = match self.take_live_idle(&key).await {
             Some(slot) => {
                 self.stats.warm_starts.fetch_add(1, Ordering::Relaxed);
                 (slot, None)

@@ -30,37 +30,68 @@ struct Buffer {
     truncated: bool,
     /// Bytes after the last newline, completed by a later read.
     partial: Vec<u8>,
+    /// The unfinished line grew past [`MAX_LOG_BYTES_PER_INVOCATION`], so it will be
+    /// dropped and its further bytes are not kept.
+    partial_too_long: bool,
 }
 
 impl Buffer {
+    /// Splits a chunk into lines. Only the chunk is searched for newlines, so a long
+    /// line that arrives in many chunks costs time in proportion to its length.
     fn push_chunk(&mut self, chunk: &[u8]) {
         let now = now_ms();
-        self.partial.extend_from_slice(chunk);
-        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            self.push_line(now, &line[..line.len() - 1]);
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            self.extend_partial(&rest[..end]);
+            self.finish_partial(now);
+            rest = &rest[end + 1..];
+        }
+        self.extend_partial(rest);
+    }
+
+    fn extend_partial(&mut self, bytes: &[u8]) {
+        if self.partial_too_long {
+            return;
+        }
+        if self.partial.len() + bytes.len() > MAX_LOG_BYTES_PER_INVOCATION {
+            self.partial_too_long = true;
+            self.partial = Vec::new();
+            return;
+        }
+        self.partial.extend_from_slice(bytes);
+    }
+
+    fn finish_partial(&mut self, timestamp_ms: i64) {
+        let line = std::mem::take(&mut self.partial);
+        if std::mem::take(&mut self.partial_too_long) {
+            self.note_dropped(timestamp_ms);
+        } else {
+            self.push_line(timestamp_ms, &line);
         }
     }
 
     fn push_line(&mut self, timestamp_ms: i64, line: &[u8]) {
         if self.bytes + line.len() > MAX_LOG_BYTES_PER_INVOCATION {
-            if !self.truncated {
-                self.truncated = true;
-                self.lines.push(LogLine {
-                    timestamp_ms,
-                    message: format!("[nimbus] output over {MAX_LOG_BYTES_PER_INVOCATION} bytes was dropped"),
-                });
-            }
+            self.note_dropped(timestamp_ms);
             return;
         }
         self.bytes += line.len();
         self.lines.push(LogLine { timestamp_ms, message: String::from_utf8_lossy(line).into_owned() });
     }
 
+    fn note_dropped(&mut self, timestamp_ms: i64) {
+        if !self.truncated {
+            self.truncated = true;
+            self.lines.push(LogLine {
+                timestamp_ms,
+                message: format!("[nimbus] output over {MAX_LOG_BYTES_PER_INVOCATION} bytes was dropped"),
+            });
+        }
+    }
+
     fn take(&mut self) -> Vec<LogLine> {
-        if !self.partial.is_empty() {
-            let partial = std::mem::take(&mut self.partial);
-            self.push_line(now_ms(), &partial);
+        if !self.partial.is_empty() || self.partial_too_long {
+            self.finish_partial(now_ms());
         }
         self.bytes = 0;
         self.truncated = false;
@@ -212,6 +243,21 @@ mod tests {
         let lines = buffer.take();
         assert_eq!(lines.len(), MAX_LOG_BYTES_PER_INVOCATION / 1000 + 1);
         assert!(lines.last().unwrap().message.contains("was dropped"));
+    }
+
+    #[test]
+    fn buffer_drops_overlong_line_and_keeps_next() {
+        let mut buffer = Buffer::default();
+        let chunk = vec![b'x'; 16 * 1024];
+        for _ in 0..(MAX_LOG_BYTES_PER_INVOCATION / chunk.len() + 2) {
+            buffer.push_chunk(&chunk);
+        }
+        assert!(buffer.partial.is_empty(), "the bytes of a line that will be dropped are not kept");
+        buffer.push_chunk(b"\nafter\n");
+        let lines: Vec<String> = buffer.take().into_iter().map(|l| l.message).collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].contains("was dropped"), "{lines:?}");
+        assert_eq!(lines[1], "after");
     }
 
     #[test]

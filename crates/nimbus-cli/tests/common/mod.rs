@@ -39,7 +39,14 @@ impl Server {
     /// Starts a server on `data_dir` with extra arguments and environment variables.
     /// The data directory is not removed when the server stops.
     pub fn start_in(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(nimbus_binary());
+        Server::start_with(Command::new(nimbus_binary()), data_dir, args, envs)
+    }
+
+    /// Like [`Server::start_in`], but runs `command` in place of the `nimbus` binary,
+    /// with the server arguments appended to its own. `command` must replace itself
+    /// with the server by exec (as `setpriv ... -- nimbus` does), because stopping the
+    /// server signals the process that `command` started.
+    pub fn start_with(mut command: Command, data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
         command
             .arg("server")
             .arg("--listen")
@@ -114,6 +121,11 @@ impl Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Returns the pid of the server process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Returns the lines the server printed so far.
