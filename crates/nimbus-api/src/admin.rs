@@ -33,12 +33,18 @@ fn check_limit(limit: u32) -> Result<(), AdminError> {
 
 /// Creates an account and its first API key; the key is returned once and stored
 /// only as a hash.
-pub async fn create_account(store: &SqliteStore, name: &str, concurrency_limit: u32) -> Result<(Account, String), AdminError> {
+pub async fn create_account(
+    store: &SqliteStore,
+    name: &str,
+    concurrency_limit: u32,
+) -> Result<(Account, String), AdminError> {
     check_account_name(name)?;
     check_limit(concurrency_limit)?;
     let account = store.create_account(name, concurrency_limit).await?;
     let key = generate_key();
-    store.add_api_key(account.account_id, &hash_key(&key), &key_prefix(&key)).await?;
+    store
+        .add_api_key(account.account_id, &hash_key(&key), &key_prefix(&key))
+        .await?;
     Ok((account, key))
 }
 
@@ -48,24 +54,35 @@ pub async fn create_key(store: &SqliteStore, account_name: &str) -> Result<Strin
         .await?
         .ok_or_else(|| AdminError::AccountNotFound(account_name.to_string()))?;
     let key = generate_key();
-    store.add_api_key(account.account_id, &hash_key(&key), &key_prefix(&key)).await?;
+    store
+        .add_api_key(account.account_id, &hash_key(&key), &key_prefix(&key))
+        .await?;
     Ok(key)
 }
 
-pub async fn set_concurrency_limit(store: &SqliteStore, account_name: &str, limit: u32) -> Result<(), AdminError> {
+pub async fn set_concurrency_limit(
+    store: &SqliteStore,
+    account_name: &str,
+    limit: u32,
+) -> Result<(), AdminError> {
     check_limit(limit)?;
     let account = store
         .get_account_by_name(account_name)
         .await?
         .ok_or_else(|| AdminError::AccountNotFound(account_name.to_string()))?;
-    let reserved = store.account_usage(account.account_id).await?.reserved_concurrency;
+    let reserved = store
+        .account_usage(account.account_id)
+        .await?
+        .reserved_concurrency;
     if (limit as u64) < reserved + nimbus_store::MIN_UNRESERVED_CONCURRENCY as u64 {
         return Err(AdminError::Invalid(format!(
             "concurrency limit {limit} is below the {reserved} reserved by functions plus the {} that stays unreserved; lower reservations first",
             nimbus_store::MIN_UNRESERVED_CONCURRENCY
         )));
     }
-    store.set_account_concurrency_limit(account.account_id, limit).await?;
+    store
+        .set_account_concurrency_limit(account.account_id, limit)
+        .await?;
     Ok(())
 }
 

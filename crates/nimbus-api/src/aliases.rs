@@ -6,7 +6,9 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use nimbus_model::alias::ValidAlias;
 use nimbus_model::function::function_arn;
-use nimbus_model::{validate_alias_name, Alias, AliasRequest, FunctionRecord, Qualifier, RoutingConfig};
+use nimbus_model::{
+    validate_alias_name, Alias, AliasRequest, FunctionRecord, Qualifier, RoutingConfig,
+};
 use nimbus_store::{Account, AliasRecord};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -21,20 +23,42 @@ pub struct AliasList {
     pub aliases: Vec<Alias>,
 }
 
-fn describe(state: &AppState, account: &Account, function: &FunctionRecord, record: &AliasRecord) -> Alias {
+fn describe(
+    state: &AppState,
+    account: &Account,
+    function: &FunctionRecord,
+    record: &AliasRecord,
+) -> Alias {
     Alias {
         name: record.name.clone(),
-        alias_arn: function_arn(&state.region, &account.account_number, &function.name, Some(&record.name)),
+        alias_arn: function_arn(
+            &state.region,
+            &account.account_number,
+            &function.name,
+            Some(&record.name),
+        ),
         function_version: record.function_version.clone(),
         description: record.description.clone(),
-        routing_config: record.additional_version.map(|(version, weight)| RoutingConfig {
-            additional_version_weights: [(version.to_string(), weight)].into_iter().collect(),
-        }),
+        routing_config: record
+            .additional_version
+            .map(|(version, weight)| RoutingConfig {
+                additional_version_weights: [(version.to_string(), weight)].into_iter().collect(),
+            }),
     }
 }
 
-async fn check_version_exists(state: &AppState, function: &FunctionRecord, number: u32, field: &str) -> ApiResult<()> {
-    if state.store.get_version(function.function_id, number).await?.is_some() {
+async fn check_version_exists(
+    state: &AppState,
+    function: &FunctionRecord,
+    number: u32,
+    field: &str,
+) -> ApiResult<()> {
+    if state
+        .store
+        .get_version(function.function_id, number)
+        .await?
+        .is_some()
+    {
         return Ok(());
     }
     Err(ApiError::InvalidParameter(format!(
@@ -43,13 +67,22 @@ async fn check_version_exists(state: &AppState, function: &FunctionRecord, numbe
     )))
 }
 
-async fn find_alias(state: &AppState, function: &FunctionRecord, alias: &str) -> ApiResult<AliasRecord> {
+async fn find_alias(
+    state: &AppState,
+    function: &FunctionRecord,
+    alias: &str,
+) -> ApiResult<AliasRecord> {
     validate_alias_name(alias)?;
     state
         .store
         .get_alias(function.function_id, alias)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("alias '{alias}' of function '{}' was not found", function.name)))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "alias '{alias}' of function '{}' was not found",
+                function.name
+            ))
+        })
 }
 
 /// Create or replace an alias.
@@ -73,7 +106,11 @@ pub async fn put_alias(
 ) -> ApiResult<(StatusCode, Json<Alias>)> {
     let function = find_function(&state, &account, &name).await?;
     validate_alias_name(&alias)?;
-    let ValidAlias { function_version, description, additional_version } = request.validate()?;
+    let ValidAlias {
+        function_version,
+        description,
+        additional_version,
+    } = request.validate()?;
     if let Qualifier::Version(number) = function_version {
         check_version_exists(&state, &function, number, "function_version").await?;
     }
@@ -81,10 +118,19 @@ pub async fn put_alias(
         check_version_exists(&state, &function, number, "additional version").await?;
     }
 
-    let record = AliasRecord { name: alias.clone(), function_version: function_version.to_string(), description, additional_version };
+    let record = AliasRecord {
+        name: alias.clone(),
+        function_version: function_version.to_string(),
+        description,
+        additional_version,
+    };
     let created = state.store.put_alias(function.function_id, &record).await?;
     tracing::info!(function = %name, alias = %alias, version = %record.function_version, created, "alias written");
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(describe(&state, &account, &function, &record))))
 }
 
@@ -123,7 +169,10 @@ pub async fn list_aliases(
 ) -> ApiResult<Json<AliasList>> {
     let function = find_function(&state, &account, &name).await?;
     let records = state.store.list_aliases(function.function_id).await?;
-    let aliases = records.iter().map(|r| describe(&state, &account, &function, r)).collect();
+    let aliases = records
+        .iter()
+        .map(|r| describe(&state, &account, &function, r))
+        .collect();
     Ok(Json(AliasList { aliases }))
 }
 
@@ -143,8 +192,14 @@ pub async fn delete_alias(
 ) -> ApiResult<StatusCode> {
     let function = find_function(&state, &account, &name).await?;
     validate_alias_name(&alias)?;
-    if !state.store.delete_alias(function.function_id, &alias).await? {
-        return Err(ApiError::NotFound(format!("alias '{alias}' of function '{name}' was not found")));
+    if !state
+        .store
+        .delete_alias(function.function_id, &alias)
+        .await?
+    {
+        return Err(ApiError::NotFound(format!(
+            "alias '{alias}' of function '{name}' was not found"
+        )));
     }
     tracing::info!(function = %name, alias = %alias, "alias deleted");
     Ok(StatusCode::NO_CONTENT)

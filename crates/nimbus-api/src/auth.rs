@@ -40,19 +40,31 @@ fn rejected_key_hint(key: &str) -> String {
 
 /// Resolves `Authorization: Bearer KEY` to its account and stores the account in the
 /// request extensions; any failure is a 401 that does not echo the key.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::Unauthorized("Authorization header is missing; send Authorization: Bearer KEY".into()))?;
-    let value = header
-        .to_str()
-        .map_err(|_| ApiError::Unauthorized("Authorization header is not valid text; send Authorization: Bearer KEY".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "Authorization header is missing; send Authorization: Bearer KEY".into(),
+            )
+        })?;
+    let value = header.to_str().map_err(|_| {
+        ApiError::Unauthorized(
+            "Authorization header is not valid text; send Authorization: Bearer KEY".into(),
+        )
+    })?;
     let key = value
         .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|key| !key.is_empty())
-        .ok_or_else(|| ApiError::Unauthorized("Authorization header must have the form: Bearer KEY".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthorized("Authorization header must have the form: Bearer KEY".into())
+        })?;
     let account = state
         .store
         .account_for_key(&hash_key(key))
@@ -89,6 +101,9 @@ mod tests {
 
     #[test]
     fn hash_is_sha256_hex() {
-        assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

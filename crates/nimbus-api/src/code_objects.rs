@@ -11,7 +11,11 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiPath, RawBody};
 use crate::AppState;
 
-const ACCEPTED_TYPES: [&str; 3] = ["application/zip", "application/octet-stream", "application/x-zip-compressed"];
+const ACCEPTED_TYPES: [&str; 3] = [
+    "application/zip",
+    "application/octet-stream",
+    "application/x-zip-compressed",
+];
 
 /// Upload a zip as a new version of an object.
 #[utoipa::path(
@@ -35,8 +39,16 @@ pub async fn put_code_object(
 ) -> ApiResult<(StatusCode, Json<ObjectVersion>)> {
     validate_bucket_name(&bucket)?;
     validate_object_key(&key)?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if !ACCEPTED_TYPES.contains(&media_type.as_str()) {
         return Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type '{content_type}' is not supported for code objects; send the zip as application/zip"

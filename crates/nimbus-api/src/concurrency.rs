@@ -72,7 +72,12 @@ pub async fn put_concurrency(
 ) -> ApiResult<Json<Concurrency>> {
     let function = find_function(&state, &account, &name).await?;
     let requested = request.reserved_concurrent_executions;
-    if requested < 0 || requested > account.concurrency_limit.saturating_sub(MIN_UNRESERVED_CONCURRENCY) as i64 {
+    if requested < 0
+        || requested
+            > account
+                .concurrency_limit
+                .saturating_sub(MIN_UNRESERVED_CONCURRENCY) as i64
+    {
         return Err(ApiError::InvalidParameter(format!(
             "reserved_concurrent_executions {requested} is out of range; use 0 to {}, because {MIN_UNRESERVED_CONCURRENCY} of the account limit of {} stay unreserved",
             account.concurrency_limit.saturating_sub(MIN_UNRESERVED_CONCURRENCY),
@@ -85,7 +90,9 @@ pub async fn put_concurrency(
         .set_reserved_concurrency(account.account_id, function.function_id, Some(requested))
         .await?;
     tracing::info!(function = %name, reserved = requested, "reserved concurrency set");
-    Ok(Json(Concurrency { reserved_concurrent_executions: Some(requested) }))
+    Ok(Json(Concurrency {
+        reserved_concurrent_executions: Some(requested),
+    }))
 }
 
 /// Get a function's reserved concurrency.
@@ -103,7 +110,9 @@ pub async fn get_concurrency(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Concurrency>> {
     let function = find_function(&state, &account, &name).await?;
-    Ok(Json(Concurrency { reserved_concurrent_executions: function.reserved_concurrency }))
+    Ok(Json(Concurrency {
+        reserved_concurrent_executions: function.reserved_concurrency,
+    }))
 }
 
 /// Remove a function's reservation.
@@ -139,7 +148,8 @@ pub async fn get_account(
     Extension(account): Extension<Account>,
 ) -> ApiResult<Json<AccountSettings>> {
     let usage = state.store.account_usage(account.account_id).await?;
-    let unreserved = (account.concurrency_limit as u64).saturating_sub(usage.reserved_concurrency) as u32;
+    let unreserved =
+        (account.concurrency_limit as u64).saturating_sub(usage.reserved_concurrency) as u32;
     Ok(Json(AccountSettings {
         account_id: account.account_id.to_string(),
         name: account.name.clone(),

@@ -24,7 +24,10 @@ pub struct DispatcherConfig {
 
 impl Default for DispatcherConfig {
     fn default() -> Self {
-        DispatcherConfig { retry_delays: vec![Duration::from_secs(60), Duration::from_secs(120)], max_concurrent: 16 }
+        DispatcherConfig {
+            retry_delays: vec![Duration::from_secs(60), Duration::from_secs(120)],
+            max_concurrent: 16,
+        }
     }
 }
 
@@ -39,7 +42,9 @@ pub fn start(state: AppState, config: DispatcherConfig) {
     tokio::spawn(async move {
         match state.store.release_event_leases().await {
             Ok(0) => {}
-            Ok(released) => tracing::info!(released, "resuming events claimed before the last shutdown"),
+            Ok(released) => {
+                tracing::info!(released, "resuming events claimed before the last shutdown")
+            }
             Err(error) => tracing::error!(%error, "releasing event leases failed"),
         }
         let config = Arc::new(config);
@@ -47,10 +52,18 @@ pub fn start(state: AppState, config: DispatcherConfig) {
         loop {
             let free = slots.available_permits();
             if free > 0 {
-                match state.store.claim_events(now_ms(), LEASE.as_millis() as i64, free as u32).await {
+                match state
+                    .store
+                    .claim_events(now_ms(), LEASE.as_millis() as i64, free as u32)
+                    .await
+                {
                     Ok(events) => {
                         for event in events {
-                            let permit = slots.clone().acquire_owned().await.expect("semaphore is never closed");
+                            let permit = slots
+                                .clone()
+                                .acquire_owned()
+                                .await
+                                .expect("semaphore is never closed");
                             let state = state.clone();
                             let config = config.clone();
                             tokio::spawn(async move {
@@ -79,7 +92,11 @@ async fn discard(state: &AppState, event: &AsyncEvent, reason: &str) {
 
 async fn retry_later(state: &AppState, event: &AsyncEvent, attempts: u32, delay: Duration) {
     let next = now_ms() + delay.as_millis() as i64;
-    if let Err(error) = state.store.retry_event(&event.event_id, attempts, next).await {
+    if let Err(error) = state
+        .store
+        .retry_event(&event.event_id, attempts, next)
+        .await
+    {
         tracing::error!(request_id = %event.event_id, %error, "rescheduling an event failed");
     }
 }
@@ -101,13 +118,35 @@ async fn run_event(state: &AppState, config: &DispatcherConfig, event: AsyncEven
             return retry_later(state, &event, event.attempts, THROTTLE_RETRY).await;
         }
     };
-    let target = match resolve_target(state, &account, &function, event.qualifier.as_deref()).await {
+    let target = match resolve_target(state, &account, &function, event.qualifier.as_deref()).await
+    {
         Ok(target) => target,
-        Err(error) => return discard(state, &event, &format!("its qualifier no longer resolves: {error}")).await,
+        Err(error) => {
+            return discard(
+                state,
+                &event,
+                &format!("its qualifier no longer resolves: {error}"),
+            )
+            .await
+        }
     };
     if function.reserved_concurrency == Some(0) {
-        record_throttle(state, &account, function.function_id, &target.version, &event.event_id, "Event", &event.trace_id);
-        return retry_later(state, &event, event.attempts, THROTTLE_RETRY).await;
+        // The wait grows with the event's age, up to a minute, and only the first
+        // throttle is recorded, so a long throttle does not flood the records.
+        let age = Duration::from_millis((now_ms() - event.created_ms).max(0) as u64);
+        if age < THROTTLE_RETRY * 2 {
+            record_throttle(
+                state,
+                &account,
+                function.function_id,
+                &target.version,
+                &event.event_id,
+                "Event",
+                &event.trace_id,
+            );
+        }
+        let delay = (age / 4).clamp(THROTTLE_RETRY, Duration::from_secs(60));
+        return retry_later(state, &event, event.attempts, delay).await;
     }
 
     let request = InvokeRequest {
@@ -141,11 +180,18 @@ async fn run_event(state: &AppState, config: &DispatcherConfig, event: AsyncEven
                 None => {
                     // TODO: deliver the event to the function's dead_letter_queue once
                     // Nimbus has queue integrations; it is only logged now.
-                    discard(state, &event, &format!("it failed {attempts} times, last with {error_type}")).await;
+                    discard(
+                        state,
+                        &event,
+                        &format!("it failed {attempts} times, last with {error_type}"),
+                    )
+                    .await;
                 }
             }
         }
-        Err(WorkerError::NoCapacity { .. }) => retry_later(state, &event, event.attempts, THROTTLE_RETRY).await,
+        Err(WorkerError::NoCapacity { .. }) => {
+            retry_later(state, &event, event.attempts, THROTTLE_RETRY).await
+        }
         Err(error) => {
             tracing::error!(request_id = %event.event_id, function = %function.name, %error, "event could not run");
             retry_later(state, &event, event.attempts, THROTTLE_RETRY).await;

@@ -24,14 +24,28 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
                 .to_string(),
         )
     } else {
-        ApiError::InvalidRequestContent(format!("could not read the request body: {}", rejection.body_text()))
+        ApiError::InvalidRequestContent(format!(
+            "could not read the request body: {}",
+            rejection.body_text()
+        ))
     }
 }
 
 fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("(not text)"));
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
     match content_type {
-        Some(value) if value.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") => Ok(()),
+        Some(value)
+            if value
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json") =>
+        {
+            Ok(())
+        }
         Some(value) => Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type '{value}' is not supported; send the body as application/json"
         ))),
@@ -56,7 +70,9 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if path.is_empty() || path == "." {
             ApiError::InvalidRequestContent(format!("request body is not valid: {inner}"))
         } else {
-            ApiError::InvalidRequestContent(format!("request body field '{path}' is not valid: {inner}"))
+            ApiError::InvalidRequestContent(format!(
+                "request body field '{path}' is not valid: {inner}"
+            ))
         }
     })
 }
@@ -70,7 +86,9 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         check_json_content_type(request.headers())?;
-        let bytes = Bytes::from_request(request, state).await.map_err(body_rejection)?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(body_rejection)?;
         Ok(JsonBody(parse_json(&bytes)?))
     }
 }
@@ -84,7 +102,9 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let headers = request.headers().clone();
-        let bytes = Bytes::from_request(request, state).await.map_err(body_rejection)?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(body_rejection)?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
@@ -149,7 +169,9 @@ where
             .map(|axum::extract::Query(value)| ApiQuery(value))
             .map_err(|rejection: QueryRejection| {
                 let text = rejection.body_text();
-                let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
                 ApiError::InvalidParameter(format!("invalid query string: {detail}"))
             })
     }

@@ -6,8 +6,8 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use nimbus_model::config::CodeSource;
 use nimbus_model::{
-    validate_function_name, CodeInfo, CreateFunctionRequest, FunctionConfiguration, FunctionRecord, FunctionSettings,
-    FunctionState, Qualifier, UpdateCodeRequest, UpdateConfigRequest,
+    validate_function_name, CodeInfo, CreateFunctionRequest, FunctionConfiguration, FunctionRecord,
+    FunctionSettings, FunctionState, Qualifier, UpdateCodeRequest, UpdateConfigRequest,
 };
 use nimbus_store::{Account, StoreError};
 use serde::{Deserialize, Serialize};
@@ -60,7 +60,11 @@ pub struct FunctionList {
 
 /// Loads a function of the caller's account; another account's function is
 /// reported as not found, never as forbidden.
-pub async fn find_function(state: &AppState, account: &Account, name: &str) -> ApiResult<FunctionRecord> {
+pub async fn find_function(
+    state: &AppState,
+    account: &Account,
+    name: &str,
+) -> ApiResult<FunctionRecord> {
     validate_function_name(name)?;
     state
         .store
@@ -69,7 +73,11 @@ pub async fn find_function(state: &AppState, account: &Account, name: &str) -> A
         .ok_or_else(|| ApiError::NotFound(format!("function '{name}' was not found")))
 }
 
-pub fn latest_configuration(state: &AppState, account: &Account, function: &FunctionRecord) -> FunctionConfiguration {
+pub fn latest_configuration(
+    state: &AppState,
+    account: &Account,
+    function: &FunctionRecord,
+) -> FunctionConfiguration {
     FunctionConfiguration::latest(function, &state.region, &account.account_number)
 }
 
@@ -85,9 +93,16 @@ pub async fn configuration_for(
         Qualifier::Latest => return Ok(latest_configuration(state, account, function)),
         Qualifier::Version(number) => *number,
         Qualifier::Alias(alias) => {
-            let record = state.store.get_alias(function.function_id, alias).await?.ok_or_else(|| {
-                ApiError::NotFound(format!("alias '{alias}' of function '{}' was not found", function.name))
-            })?;
+            let record = state
+                .store
+                .get_alias(function.function_id, alias)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "alias '{alias}' of function '{}' was not found",
+                        function.name
+                    ))
+                })?;
             match Qualifier::parse(&record.function_version)? {
                 Qualifier::Version(number) => number,
                 _ => return Ok(latest_configuration(state, account, function)),
@@ -98,13 +113,27 @@ pub async fn configuration_for(
         .store
         .get_version(function.function_id, number)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("version {number} of function '{}' was not found", function.name)))?;
-    Ok(FunctionConfiguration::version(function, &version, &state.region, &account.account_number))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "version {number} of function '{}' was not found",
+                function.name
+            ))
+        })?;
+    Ok(FunctionConfiguration::version(
+        function,
+        &version,
+        &state.region,
+        &account.account_number,
+    ))
 }
 
 /// Writes the function if its stored state is still `from`; otherwise returns a
 /// conflict that names the state another update left it in.
-async fn write_function(state: &AppState, function: &FunctionRecord, from: FunctionState) -> ApiResult<()> {
+async fn write_function(
+    state: &AppState,
+    function: &FunctionRecord,
+    from: FunctionState,
+) -> ApiResult<()> {
     match state.store.update_function(function, from).await {
         Ok(()) => Ok(()),
         Err(StoreError::StateConflict { function, actual, .. }) => Err(ApiError::Conflict(format!(
@@ -124,15 +153,23 @@ async fn store_package_and_activate(
 ) -> ApiResult<()> {
     match state.origin.put_package(package).await {
         Ok(location) => {
-            function.code = CodeInfo { sha256: package.sha256.clone(), size: package.size, location };
-            function.state = from.transition(FunctionState::Active).map_err(|e| ApiError::Service(e.to_string()))?;
+            function.code = CodeInfo {
+                sha256: package.sha256.clone(),
+                size: package.size,
+                location,
+            };
+            function.state = from
+                .transition(FunctionState::Active)
+                .map_err(|e| ApiError::Service(e.to_string()))?;
             function.state_reason = None;
             function.last_modified = OffsetDateTime::now_utc();
             write_function(state, function, from).await
         }
         Err(error) => {
             tracing::error!(function = %function.name, %error, "storing a code package failed");
-            function.state = from.transition(FunctionState::Failed).map_err(|e| ApiError::Service(e.to_string()))?;
+            function.state = from
+                .transition(FunctionState::Failed)
+                .map_err(|e| ApiError::Service(e.to_string()))?;
             function.state_reason = Some(format!("storing the code package failed: {error}"));
             write_function(state, function, from).await?;
             Err(ApiError::Service(format!(
@@ -148,8 +185,16 @@ async fn publish_and_describe(
     account: &Account,
     function: &FunctionRecord,
 ) -> ApiResult<FunctionConfiguration> {
-    let (version, _) = state.store.publish_version(function.function_id, None).await?;
-    Ok(FunctionConfiguration::version(function, &version, &state.region, &account.account_number))
+    let (version, _) = state
+        .store
+        .publish_version(function.function_id, None)
+        .await?;
+    Ok(FunctionConfiguration::version(
+        function,
+        &version,
+        &state.region,
+        &account.account_number,
+    ))
 }
 
 /// Create a function from a code package.
@@ -187,7 +232,11 @@ pub async fn create_function(
         state: FunctionState::Pending,
         state_reason: None,
         settings,
-        code: CodeInfo { sha256: package.sha256.clone(), size: package.size, location: String::new() },
+        code: CodeInfo {
+            sha256: package.sha256.clone(),
+            size: package.size,
+            location: String::new(),
+        },
         reserved_concurrency: None,
         created_at: now,
         last_modified: now,
@@ -224,7 +273,9 @@ pub async fn get_function(
         Some(value) => Qualifier::parse(value)?,
         None => Qualifier::Latest,
     };
-    Ok(Json(configuration_for(&state, &account, &function, &qualifier).await?))
+    Ok(Json(
+        configuration_for(&state, &account, &function, &qualifier).await?,
+    ))
 }
 
 /// List the account's functions in name order.
@@ -243,8 +294,11 @@ pub async fn list_functions(
 ) -> ApiResult<Json<FunctionList>> {
     let limit = query.limit()?;
     if let Some(marker) = &query.marker {
-        validate_function_name(marker)
-            .map_err(|_| ApiError::InvalidParameter(format!("marker '{marker}' is invalid; pass the next_marker of the previous page")))?;
+        validate_function_name(marker).map_err(|_| {
+            ApiError::InvalidParameter(format!(
+                "marker '{marker}' is invalid; pass the next_marker of the previous page"
+            ))
+        })?;
     }
     let mut records = state
         .store
@@ -256,8 +310,14 @@ pub async fn list_functions(
     } else {
         None
     };
-    let functions = records.iter().map(|f| latest_configuration(&state, &account, f)).collect();
-    Ok(Json(FunctionList { functions, next_marker }))
+    let functions = records
+        .iter()
+        .map(|f| latest_configuration(&state, &account, f))
+        .collect();
+    Ok(Json(FunctionList {
+        functions,
+        next_marker,
+    }))
 }
 
 /// Delete a function, or one version of it with `qualifier`.
@@ -375,14 +435,15 @@ pub async fn update_configuration(
     let mut settings = function.settings.clone();
     settings.apply(&request)?;
 
-    let entry_point_changed =
-        settings.runtime != function.settings.runtime || settings.handler != function.settings.handler;
+    let entry_point_changed = settings.runtime != function.settings.runtime
+        || settings.handler != function.settings.handler;
     if entry_point_changed {
         let bytes = state.origin.get_package(&function.code.sha256).await?;
         let limits = state.package_limits.clone();
-        let package = tokio::task::spawn_blocking(move || nimbus_code::validate_zip(bytes, &limits))
-            .await
-            .map_err(|e| ApiError::Service(format!("package validation failed: {e}")))??;
+        let package =
+            tokio::task::spawn_blocking(move || nimbus_code::validate_zip(bytes, &limits))
+                .await
+                .map_err(|e| ApiError::Service(format!("package validation failed: {e}")))??;
         check_handler(&settings, &package)?;
     }
 

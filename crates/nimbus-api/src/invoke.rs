@@ -59,32 +59,56 @@ pub async fn resolve_target(
     function: &FunctionRecord,
     qualifier: Option<&str>,
 ) -> ApiResult<Target> {
-    let parsed = qualifier.map(Qualifier::parse).transpose()?.unwrap_or(Qualifier::Latest);
-    let invoked_arn = function_arn(&state.region, &account.account_number, &function.name, qualifier);
+    let parsed = qualifier
+        .map(Qualifier::parse)
+        .transpose()?
+        .unwrap_or(Qualifier::Latest);
+    let invoked_arn = function_arn(
+        &state.region,
+        &account.account_number,
+        &function.name,
+        qualifier,
+    );
     let number = match &parsed {
         Qualifier::Latest => None,
         Qualifier::Version(number) => Some(*number),
         Qualifier::Alias(alias) => {
-            let record = state.store.get_alias(function.function_id, alias).await?.ok_or_else(|| {
-                ApiError::NotFound(format!("alias '{alias}' of function '{}' was not found", function.name))
-            })?;
+            let record = state
+                .store
+                .get_alias(function.function_id, alias)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "alias '{alias}' of function '{}' was not found",
+                        function.name
+                    ))
+                })?;
             let main = match Qualifier::parse(&record.function_version)? {
                 Qualifier::Version(number) => Some(number),
                 _ => None,
             };
             match record.additional_version {
-                Some((additional, weight)) if rand::thread_rng().gen::<f64>() < weight => Some(additional),
+                Some((additional, weight)) if rand::thread_rng().gen::<f64>() < weight => {
+                    Some(additional)
+                }
                 _ => main,
             }
         }
     };
     let Some(number) = number else {
-        if !matches!(function.state, FunctionState::Active | FunctionState::Updating) {
+        if !matches!(
+            function.state,
+            FunctionState::Active | FunctionState::Updating
+        ) {
             return Err(ApiError::Conflict(format!(
                 "function '{}' is {:?}{}; $LATEST can be invoked once it is Active",
                 function.name,
                 function.state,
-                function.state_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                function
+                    .state_reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
             )));
         }
         return Ok(Target {
@@ -94,10 +118,22 @@ pub async fn resolve_target(
             invoked_arn,
         });
     };
-    let version = state.store.get_version(function.function_id, number).await?.ok_or_else(|| {
-        ApiError::NotFound(format!("version {number} of function '{}' was not found", function.name))
-    })?;
-    Ok(Target { version: number.to_string(), settings: version.settings, code: version.code, invoked_arn })
+    let version = state
+        .store
+        .get_version(function.function_id, number)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "version {number} of function '{}' was not found",
+                function.name
+            ))
+        })?;
+    Ok(Target {
+        version: number.to_string(),
+        settings: version.settings,
+        code: version.code,
+        invoked_arn,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +168,9 @@ fn wants_log_tail(headers: &HeaderMap) -> ApiResult<bool> {
     match header(headers, "x-log-type")? {
         None | Some("None") => Ok(false),
         Some("Tail") => Ok(true),
-        Some(other) => Err(ApiError::InvalidParameter(format!("X-Log-Type '{other}' is invalid; use Tail or None"))),
+        Some(other) => Err(ApiError::InvalidParameter(format!(
+            "X-Log-Type '{other}' is invalid; use Tail or None"
+        ))),
     }
 }
 
@@ -152,7 +190,9 @@ fn client_context(headers: &HeaderMap) -> ApiResult<Option<String>> {
             "X-Client-Context must be a base64-encoded JSON object, for example the base64 of {\"custom\": {}}".to_string(),
         )
     };
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| invalid())?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| invalid())?;
     let value: serde_json::Value = serde_json::from_slice(&decoded).map_err(|_| invalid())?;
     if !value.is_object() {
         return Err(invalid());
@@ -176,10 +216,15 @@ fn check_payload(body: Bytes) -> ApiResult<Bytes> {
 fn worker_error(error: WorkerError, function: &str) -> ApiError {
     match error {
         WorkerError::RuntimeNotOffered { .. } => ApiError::InvalidRuntime(error.to_string()),
-        WorkerError::NoCapacity { .. } => ApiError::TooManyRequests { message: error.to_string(), reason: "NoCapacityAvailable" },
+        WorkerError::NoCapacity { .. } => ApiError::TooManyRequests {
+            message: error.to_string(),
+            reason: "NoCapacityAvailable",
+        },
         other => {
             tracing::error!(function, error = %other, "invocation failed in the platform");
-            ApiError::Service(format!("invoking function '{function}' failed in the platform: {other}"))
+            ApiError::Service(format!(
+                "invoking function '{function}' failed in the platform: {other}"
+            ))
         }
     }
 }
@@ -278,7 +323,9 @@ pub async fn run_invocation(
     });
     match task.await {
         Ok(result) => result,
-        Err(join_error) => Err(WorkerError::Io(format!("invocation task failed: {join_error}"))),
+        Err(join_error) => Err(WorkerError::Io(format!(
+            "invocation task failed: {join_error}"
+        ))),
     }
 }
 
@@ -350,26 +397,41 @@ pub async fn invoke(
 
     let function = find_function(&state, &account, &name).await?;
     let target = resolve_target(&state, &account, &function, query.qualifier.as_deref()).await?;
-    state.worker.check_runtime(&target.settings.runtime).map_err(|e| worker_error(e, &name))?;
+    state
+        .worker
+        .check_runtime(&target.settings.runtime)
+        .map_err(|e| worker_error(e, &name))?;
     let request_id = Uuid::new_v4().to_string();
     let trace_id = new_trace_id();
 
-    if function.reserved_concurrency == Some(0) {
-        let kind = if invocation_type == InvocationType::Event { "Event" } else { "RequestResponse" };
-        if invocation_type != InvocationType::Event {
-            record_throttle(&state, &account, function.function_id, &target.version, &request_id, kind, &trace_id);
-            return Err(ApiError::TooManyRequests {
-                message: format!("function '{name}' has reserved concurrency 0, so every invocation is throttled; raise it with PUT /functions/{name}/concurrency"),
-                reason: "ReservedFunctionConcurrentInvocationLimitExceeded",
-            });
+    // A throttled event is queued all the same and waits in the dispatcher.
+    if function.reserved_concurrency == Some(0) && invocation_type != InvocationType::Event {
+        // A dry run would be throttled too, but nothing ran, so nothing is recorded.
+        if invocation_type == InvocationType::RequestResponse {
+            record_throttle(
+                &state,
+                &account,
+                function.function_id,
+                &target.version,
+                &request_id,
+                "RequestResponse",
+                &trace_id,
+            );
         }
+        return Err(ApiError::TooManyRequests {
+            message: format!("function '{name}' has reserved concurrency 0, so every invocation is throttled; raise it with PUT /functions/{name}/concurrency"),
+            reason: "ReservedFunctionConcurrentInvocationLimitExceeded",
+        });
     }
 
     match invocation_type {
         InvocationType::DryRun => {
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::NO_CONTENT;
-            response.headers_mut().insert("x-request-id", HeaderValue::from_str(&request_id).expect("uuid is a valid header"));
+            response.headers_mut().insert(
+                "x-request-id",
+                HeaderValue::from_str(&request_id).expect("uuid is a valid header"),
+            );
             Ok(response)
         }
         InvocationType::Event => {
@@ -391,7 +453,10 @@ pub async fn invoke(
             tracing::info!(function = %name, request_id = %request_id, "event queued");
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::ACCEPTED;
-            response.headers_mut().insert("x-request-id", HeaderValue::from_str(&request_id).expect("uuid is a valid header"));
+            response.headers_mut().insert(
+                "x-request-id",
+                HeaderValue::from_str(&request_id).expect("uuid is a valid header"),
+            );
             Ok(response)
         }
         InvocationType::RequestResponse => {
@@ -407,9 +472,15 @@ pub async fn invoke(
                 client_context,
                 trace_id,
             };
-            let result = run_invocation(&state, &account, function.function_id, request, "RequestResponse")
-                .await
-                .map_err(|e| worker_error(e, &name))?;
+            let result = run_invocation(
+                &state,
+                &account,
+                function.function_id,
+                request,
+                "RequestResponse",
+            )
+            .await
+            .map_err(|e| worker_error(e, &name))?;
             tracing::info!(function = %name, request_id = %request_id, version = %target.version,
                 status = result.status.as_str(), duration_ms = format!("{:.2}", result.duration_ms),
                 cold = result.cold_start.is_some(), "invoked");
@@ -417,7 +488,10 @@ pub async fn invoke(
             let mut response = Response::new(Body::from(result.body.clone()));
             let headers = response.headers_mut();
             headers.insert("content-type", HeaderValue::from_static("application/json"));
-            headers.insert("x-request-id", HeaderValue::from_str(&request_id).expect("uuid is a valid header"));
+            headers.insert(
+                "x-request-id",
+                HeaderValue::from_str(&request_id).expect("uuid is a valid header"),
+            );
             if let Ok(version) = HeaderValue::from_str(&target.version) {
                 headers.insert("x-executed-version", version);
             }
@@ -426,9 +500,14 @@ pub async fn invoke(
             }
             if log_tail {
                 let tail = base64::engine::general_purpose::STANDARD.encode(result.log_tail());
-                headers.insert("x-log-result", HeaderValue::from_str(&tail).expect("base64 is a valid header"));
+                headers.insert(
+                    "x-log-result",
+                    HeaderValue::from_str(&tail).expect("base64 is a valid header"),
+                );
             }
-            if let Some(cold) = cold_start_header(&result).and_then(|v| HeaderValue::from_str(&v).ok()) {
+            if let Some(cold) =
+                cold_start_header(&result).and_then(|v| HeaderValue::from_str(&v).ok())
+            {
                 headers.insert("x-cold-start", cold);
             }
             Ok(response)

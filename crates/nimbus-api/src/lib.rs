@@ -78,13 +78,25 @@ impl Modify for BearerAuth {
 fn documented_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(functions::list_functions))
-        .routes(routes!(functions::create_function, functions::get_function, functions::delete_function))
+        .routes(routes!(
+            functions::create_function,
+            functions::get_function,
+            functions::delete_function
+        ))
         .routes(routes!(functions::update_code))
         .routes(routes!(functions::update_configuration))
         .routes(routes!(versions::publish_version, versions::list_versions))
         .routes(routes!(aliases::list_aliases))
-        .routes(routes!(aliases::put_alias, aliases::get_alias, aliases::delete_alias))
-        .routes(routes!(concurrency::put_concurrency, concurrency::get_concurrency, concurrency::delete_concurrency))
+        .routes(routes!(
+            aliases::put_alias,
+            aliases::get_alias,
+            aliases::delete_alias
+        ))
+        .routes(routes!(
+            concurrency::put_concurrency,
+            concurrency::get_concurrency,
+            concurrency::delete_concurrency
+        ))
         .routes(routes!(concurrency::get_account))
         .routes(routes!(invoke::invoke, logs::list_invocations))
         .routes(routes!(logs::get_logs))
@@ -104,10 +116,14 @@ fn api_routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .route(
             "/code-objects/{bucket}/{*key}",
-            put(code_objects::put_code_object)
-                .layer(DefaultBodyLimit::max(state.package_limits.max_unzipped_bytes as usize)),
+            put(code_objects::put_code_object).layer(DefaultBodyLimit::max(
+                state.package_limits.max_unzipped_bytes as usize,
+            )),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
     (router, openapi)
 }
 

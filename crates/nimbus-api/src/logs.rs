@@ -65,7 +65,9 @@ fn check_limit(limit: Option<i64>, default: u32) -> ApiResult<u32> {
     match limit {
         None => Ok(default),
         Some(n) if (1..=MAX_LIMIT as i64).contains(&n) => Ok(n as u32),
-        Some(n) => Err(ApiError::InvalidParameter(format!("limit {n} is out of range; use 1 to {MAX_LIMIT}"))),
+        Some(n) => Err(ApiError::InvalidParameter(format!(
+            "limit {n} is out of range; use 1 to {MAX_LIMIT}"
+        ))),
     }
 }
 
@@ -88,25 +90,41 @@ pub async fn get_logs(
     let function = find_function(&state, &account, &name).await?;
     let filter = LogQuery {
         request_id: query.request_id.clone(),
-        start_ms: query.start_time.as_deref().map(|v| parse_time("start_time", v)).transpose()?,
-        end_ms: query.end_time.as_deref().map(|v| parse_time("end_time", v)).transpose()?,
+        start_ms: query
+            .start_time
+            .as_deref()
+            .map(|v| parse_time("start_time", v))
+            .transpose()?,
+        end_ms: query
+            .end_time
+            .as_deref()
+            .map(|v| parse_time("end_time", v))
+            .transpose()?,
         after_sequence: query.after,
         limit: check_limit(query.limit, DEFAULT_LIMIT)?,
     };
-    let events = state.store.query_logs(function.function_id, &filter).await?;
+    let events = state
+        .store
+        .query_logs(function.function_id, &filter)
+        .await?;
     let next_sequence = events.last().map(|e| e.sequence).or(query.after);
     let events = events
         .into_iter()
         .map(|event| LogLineBody {
             sequence: event.sequence,
-            timestamp: OffsetDateTime::from_unix_timestamp_nanos(event.timestamp_ms as i128 * 1_000_000)
-                .map(nimbus_model::format_timestamp)
-                .unwrap_or_default(),
+            timestamp: OffsetDateTime::from_unix_timestamp_nanos(
+                event.timestamp_ms as i128 * 1_000_000,
+            )
+            .map(nimbus_model::format_timestamp)
+            .unwrap_or_default(),
             request_id: event.request_id,
             message: event.message,
         })
         .collect();
-    Ok(Json(LogPage { events, next_sequence }))
+    Ok(Json(LogPage {
+        events,
+        next_sequence,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -167,15 +185,21 @@ pub async fn list_invocations(
         Some(value) => {
             let ms = parse_time("before", value)?;
             Some(
-                OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-                    .map_err(|_| ApiError::InvalidParameter(format!("before '{value}' is out of range")))?,
+                OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).map_err(
+                    |_| ApiError::InvalidParameter(format!("before '{value}' is out of range")),
+                )?,
             )
         }
         None => None,
     };
-    let records = state.store.list_invocations(function.function_id, before, limit).await?;
+    let records = state
+        .store
+        .list_invocations(function.function_id, before, limit)
+        .await?;
     let next_before = if records.len() == limit as usize {
-        records.last().map(|r| nimbus_model::format_timestamp(r.start_time))
+        records
+            .last()
+            .map(|r| nimbus_model::format_timestamp(r.start_time))
     } else {
         None
     };
@@ -199,5 +223,8 @@ pub async fn list_invocations(
             trace_id: r.trace_id,
         })
         .collect();
-    Ok(Json(InvocationPage { invocations, next_before }))
+    Ok(Json(InvocationPage {
+        invocations,
+        next_before,
+    }))
 }

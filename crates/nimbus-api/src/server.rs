@@ -54,9 +54,15 @@ pub enum ServerError {
     #[error("{0}")]
     InvalidConfig(String),
     #[error("failed to use data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("failed to listen on {address}: {source}")]
-    Listen { address: String, source: std::io::Error },
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
     #[error("control store: {0}")]
     Store(#[from] StoreError),
     #[error("origin store: {0}")]
@@ -71,23 +77,36 @@ pub enum ServerError {
 
 /// Opens the control store in a data directory, creating both if needed.
 pub async fn open_store(data_dir: &Path) -> Result<SqliteStore, ServerError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir { path: data_dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
     Ok(SqliteStore::open(&data_dir.join(DATABASE_FILE)).await?)
 }
 
 /// Writes a secret to a new file that only its owner can read.
 pub fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     writeln!(file, "{secret}")
 }
 
 /// Makes sure the default account exists and that a key reaches it: the configured
 /// key, or on the first start a generated one written to the key file.
-async fn ensure_default_account(store: &SqliteStore, data_dir: &Path, api_key: Option<&str>) -> Result<(), ServerError> {
+async fn ensure_default_account(
+    store: &SqliteStore,
+    data_dir: &Path,
+    api_key: Option<&str>,
+) -> Result<(), ServerError> {
     let account = match store.get_account_by_name(DEFAULT_ACCOUNT).await? {
         Some(account) => account,
         None => {
-            let account = store.create_account(DEFAULT_ACCOUNT, DEFAULT_ACCOUNT_CONCURRENCY).await?;
+            let account = store
+                .create_account(DEFAULT_ACCOUNT, DEFAULT_ACCOUNT_CONCURRENCY)
+                .await?;
             tracing::info!(account = DEFAULT_ACCOUNT, account_number = %account.account_number, "account created");
             account
         }
@@ -100,17 +119,26 @@ async fn ensure_default_account(store: &SqliteStore, data_dir: &Path, api_key: O
                     "--api-key must be at least {MIN_KEY_LEN} characters without spaces; generate one with `openssl rand -hex 32`"
                 )));
             }
-            store.add_api_key(account.account_id, &hash_key(key), &key_prefix(key)).await?;
-            tracing::info!(account = DEFAULT_ACCOUNT, "using the API key given with --api-key");
+            store
+                .add_api_key(account.account_id, &hash_key(key), &key_prefix(key))
+                .await?;
+            tracing::info!(
+                account = DEFAULT_ACCOUNT,
+                "using the API key given with --api-key"
+            );
         }
         None if key_file.exists() => {
             tracing::info!(account = DEFAULT_ACCOUNT, path = %key_file.display(), "API key of the default account is in this file");
         }
         None => {
             let key = generate_key();
-            store.add_api_key(account.account_id, &hash_key(&key), &key_prefix(&key)).await?;
-            write_secret_file(&key_file, &key)
-                .map_err(|source| ServerError::DataDir { path: key_file.clone(), source })?;
+            store
+                .add_api_key(account.account_id, &hash_key(&key), &key_prefix(&key))
+                .await?;
+            write_secret_file(&key_file, &key).map_err(|source| ServerError::DataDir {
+                path: key_file.clone(),
+                source,
+            })?;
             tracing::info!(account = DEFAULT_ACCOUNT, path = %key_file.display(), "created an API key for the default account and wrote it to this file");
         }
     }
@@ -134,7 +162,10 @@ pub async fn run(mut config: ServerConfig) -> Result<(), ServerError> {
     config.data_dir = config
         .data_dir
         .canonicalize()
-        .map_err(|source| ServerError::DataDir { path: config.data_dir.clone(), source })?;
+        .map_err(|source| ServerError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
     let origin = match &config.origin_url {
         Some(url) => OriginStore::from_url(url)?,
         None => OriginStore::local(&config.data_dir.join("origin"))?,
@@ -152,10 +183,14 @@ pub async fn run(mut config: ServerConfig) -> Result<(), ServerError> {
         tracing::warn!(backend = backend.name(), off = %disabled.join(", "), "sandbox protections off");
     }
     let catalog = nimbus_runtime::RuntimeCatalog::detect();
-    let offered: Vec<String> = catalog.offers().iter().map(|o| match &o.version {
-        Some(version) => format!("{} ({version})", o.id),
-        None => o.id.clone(),
-    }).collect();
+    let offered: Vec<String> = catalog
+        .offers()
+        .iter()
+        .map(|o| match &o.version {
+            Some(version) => format!("{} ({version})", o.id),
+            None => o.id.clone(),
+        })
+        .collect();
     tracing::info!(runtimes = %offered.join(", "), "runtimes offered");
     let worker = nimbus_worker::Worker::new(
         nimbus_worker::WorkerConfig {
@@ -182,11 +217,17 @@ pub async fn run(mut config: ServerConfig) -> Result<(), ServerError> {
     };
     crate::dispatcher::start(
         state.clone(),
-        crate::dispatcher::DispatcherConfig { retry_delays: config.async_retry_delays.clone(), ..Default::default() },
+        crate::dispatcher::DispatcherConfig {
+            retry_delays: config.async_retry_delays.clone(),
+            ..Default::default()
+        },
     );
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .map_err(|source| ServerError::Listen { address: config.listen.clone(), source })?;
+        .map_err(|source| ServerError::Listen {
+            address: config.listen.clone(),
+            source,
+        })?;
     let address: SocketAddr = listener.local_addr().map_err(ServerError::Serve)?;
     tracing::info!("listening on http://{address}");
     let served = axum::serve(listener, crate::app(state))

@@ -55,7 +55,11 @@ pub async fn publish_version(
             )));
         }
     }
-    let (version, created) = match state.store.publish_version(function.function_id, request.description.as_deref()).await {
+    let (version, created) = match state
+        .store
+        .publish_version(function.function_id, request.description.as_deref())
+        .await
+    {
         Ok(result) => result,
         Err(StoreError::StateConflict { actual, .. }) => {
             return Err(ApiError::Conflict(format!(
@@ -68,8 +72,13 @@ pub async fn publish_version(
     if created {
         tracing::info!(function = %name, version = version.number, "version published");
     }
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    let configuration = FunctionConfiguration::version(&function, &version, &state.region, &account.account_number);
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let configuration =
+        FunctionConfiguration::version(&function, &version, &state.region, &account.account_number);
     Ok((status, Json(configuration)))
 }
 
@@ -93,7 +102,9 @@ pub async fn list_versions(
     let after = match query.marker.as_deref() {
         None => None,
         Some(marker) => Some(marker.parse::<u32>().map_err(|_| {
-            ApiError::InvalidParameter(format!("marker '{marker}' is invalid; pass the next_marker of the previous page"))
+            ApiError::InvalidParameter(format!(
+                "marker '{marker}' is invalid; pass the next_marker of the previous page"
+            ))
         })?),
     };
 
@@ -103,7 +114,10 @@ pub async fn list_versions(
     }
     let remaining = limit - versions.len() as u32;
     // Fetching one more than fits shows whether another page follows.
-    let mut records = state.store.list_versions(function.function_id, after, remaining + 1).await?;
+    let mut records = state
+        .store
+        .list_versions(function.function_id, after, remaining + 1)
+        .await?;
     let more = records.len() > remaining as usize;
     records.truncate(remaining as usize);
     let next_marker = match (more, records.last()) {
@@ -112,10 +126,11 @@ pub async fn list_versions(
         // The page held only $LATEST, so the versions start after number 0.
         (true, None) => Some("0".to_string()),
     };
-    versions.extend(
-        records
-            .iter()
-            .map(|v| FunctionConfiguration::version(&function, v, &state.region, &account.account_number)),
-    );
-    Ok(Json(VersionList { versions, next_marker }))
+    versions.extend(records.iter().map(|v| {
+        FunctionConfiguration::version(&function, v, &state.region, &account.account_number)
+    }));
+    Ok(Json(VersionList {
+        versions,
+        next_marker,
+    }))
 }

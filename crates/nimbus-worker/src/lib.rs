@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use nimbus_code::OriginStore;
 use nimbus_model::{CodeInfo, FunctionSettings};
-use nimbus_runtime::{InitOutcome, Invocation, InvokeOutcome, RuntimeApi, RuntimeApiLimits, RuntimeCatalog};
+use nimbus_runtime::{
+    InitOutcome, Invocation, InvokeOutcome, RuntimeApi, RuntimeApiLimits, RuntimeCatalog,
+};
 use nimbus_sandbox::{SandboxBackend, SlotControl, SlotExit, SlotSpec};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -195,7 +197,9 @@ fn error_body(error_type: &str, message: &str) -> Bytes {
 }
 
 fn init_error_type(header: Option<String>, body: &[u8]) -> String {
-    header.or_else(|| error_type_in_body(body)).unwrap_or_else(|| "Runtime.InitError".to_string())
+    header
+        .or_else(|| error_type_in_body(body))
+        .unwrap_or_else(|| "Runtime.InitError".to_string())
 }
 
 /// Reads `errorType` from an error JSON that a runtime posted.
@@ -214,8 +218,15 @@ fn exit_description(exit: SlotExit) -> String {
 
 /// Builds the error type and JSON of a runtime that exited instead of responding.
 fn exit_error(request_id: &str, exit: SlotExit, out_of_memory: bool) -> (String, Bytes) {
-    let error_type = if out_of_memory { "Runtime.OutOfMemory" } else { "Runtime.ExitError" };
-    let message = format!("RequestId: {request_id} Error: Runtime exited with error: {}", exit_description(exit));
+    let error_type = if out_of_memory {
+        "Runtime.OutOfMemory"
+    } else {
+        "Runtime.ExitError"
+    };
+    let message = format!(
+        "RequestId: {request_id} Error: Runtime exited with error: {}",
+        exit_description(exit)
+    );
     (error_type.to_string(), error_body(error_type, &message))
 }
 
@@ -234,8 +245,12 @@ impl Worker {
         origin: Arc<OriginStore>,
     ) -> Result<Arc<Worker>, WorkerError> {
         let runtime_dir = config.data_dir.join("runtime");
-        nimbus_runtime::install_bootstraps(&runtime_dir)
-            .map_err(|e| WorkerError::Io(format!("failed to install bootstraps in {}: {e}", runtime_dir.display())))?;
+        nimbus_runtime::install_bootstraps(&runtime_dir).map_err(|e| {
+            WorkerError::Io(format!(
+                "failed to install bootstraps in {}: {e}",
+                runtime_dir.display()
+            ))
+        })?;
         let cache = CodeCache::new(&config.data_dir.join("cache"), origin)?;
         let worker = Arc::new(Worker {
             config,
@@ -270,17 +285,28 @@ impl Worker {
         if self.catalog.get(runtime).is_some() {
             return Ok(());
         }
-        let offered: Vec<&str> = self.catalog.offers().iter().map(|o| o.id.as_str()).collect();
-        Err(WorkerError::RuntimeNotOffered { runtime: runtime.to_string(), offered: offered.join(", ") })
+        let offered: Vec<&str> = self
+            .catalog
+            .offers()
+            .iter()
+            .map(|o| o.id.as_str())
+            .collect();
+        Err(WorkerError::RuntimeNotOffered {
+            runtime: runtime.to_string(),
+            offered: offered.join(", "),
+        })
     }
 
     fn start_reaper(self: Arc<Self>) {
-        let period = (self.config.idle_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(15));
+        let period =
+            (self.config.idle_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(15));
         let worker = Arc::downgrade(&self);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
-                let Some(worker) = worker.upgrade() else { break };
+                let Some(worker) = worker.upgrade() else {
+                    break;
+                };
                 worker.expire_idle_slots();
             }
         });
@@ -293,7 +319,8 @@ impl Worker {
             let mut pool = self.pool.lock().expect("pool lock");
             let mut expired = Vec::new();
             for slots in pool.idle.values_mut() {
-                let (old, fresh): (Vec<Slot>, Vec<Slot>) = slots.drain(..).partition(|s| s.last_used.elapsed() > ttl);
+                let (old, fresh): (Vec<Slot>, Vec<Slot>) =
+                    slots.drain(..).partition(|s| s.last_used.elapsed() > ttl);
                 *slots = fresh;
                 expired.extend(old);
             }
@@ -347,7 +374,13 @@ impl Worker {
 
     fn release(&self, key: SlotKey, mut slot: Slot) {
         slot.last_used = Instant::now();
-        self.pool.lock().expect("pool lock").idle.entry(key).or_default().push(slot);
+        self.pool
+            .lock()
+            .expect("pool lock")
+            .idle
+            .entry(key)
+            .or_default()
+            .push(slot);
     }
 
     /// Reserves room for a new slot, evicting the least recently used idle slot of
@@ -362,10 +395,17 @@ impl Worker {
             let oldest = pool
                 .idle
                 .iter()
-                .flat_map(|(key, slots)| slots.iter().enumerate().map(move |(i, s)| (key.clone(), i, s.last_used)))
+                .flat_map(|(key, slots)| {
+                    slots
+                        .iter()
+                        .enumerate()
+                        .map(move |(i, s)| (key.clone(), i, s.last_used))
+                })
                 .min_by_key(|(_, _, last_used)| *last_used);
             let Some((key, index, _)) = oldest else {
-                return Err(WorkerError::NoCapacity { max_slots: self.config.max_slots });
+                return Err(WorkerError::NoCapacity {
+                    max_slots: self.config.max_slots,
+                });
             };
             let slots = pool.idle.get_mut(&key).expect("key was just found");
             let slot = slots.remove(index);
@@ -409,10 +449,17 @@ impl Worker {
         Ok(self.run(key, slot, cold_start, request, started_at).await)
     }
 
-    fn slot_spec(&self, request: &InvokeRequest, slot_id: &str, code_dir: PathBuf) -> Result<SlotSpec, WorkerError> {
-        let offer = self.catalog.get(&request.settings.runtime).ok_or_else(|| WorkerError::RuntimeNotOffered {
-            runtime: request.settings.runtime.clone(),
-            offered: String::new(),
+    fn slot_spec(
+        &self,
+        request: &InvokeRequest,
+        slot_id: &str,
+        code_dir: PathBuf,
+    ) -> Result<SlotSpec, WorkerError> {
+        let offer = self.catalog.get(&request.settings.runtime).ok_or_else(|| {
+            WorkerError::RuntimeNotOffered {
+                runtime: request.settings.runtime.clone(),
+                offered: String::new(),
+            }
         })?;
         let mut spec = SlotSpec {
             slot_id: slot_id.to_string(),
@@ -432,7 +479,10 @@ impl Worker {
 
     /// Starts a slot and waits for its runtime to ask for the first event. A failed
     /// init is returned as `Ok(Err(..))`, because it is the function's failure.
-    async fn cold_start(&self, request: &InvokeRequest) -> Result<Result<(Slot, ColdStart), FailedInit>, WorkerError> {
+    async fn cold_start(
+        &self,
+        request: &InvokeRequest,
+    ) -> Result<Result<(Slot, ColdStart), FailedInit>, WorkerError> {
         let slot_id = Uuid::new_v4().simple().to_string();
         let code_started = Instant::now();
         let (code_dir, code_tier) = self.cache.ensure(&request.code.sha256).await?;
@@ -455,33 +505,45 @@ impl Worker {
 
         let init_started = Instant::now();
         let failure = {
-        let init_deadline = tokio::time::sleep(self.config.init_timeout);
-        tokio::pin!(init_deadline);
-        let ready = api.wait_ready();
-        tokio::pin!(ready);
-        tokio::select! {
-            biased;
-            outcome = &mut ready => match outcome {
-                InitOutcome::Ready => None,
-                InitOutcome::Failed { error_type, body } => Some((init_error_type(error_type, &body), body)),
-            },
-            exit = control.wait() => {
-                // An init error posted just before the exit still wins.
-                match tokio::time::timeout(Duration::ZERO, &mut ready).await {
-                    Ok(InitOutcome::Failed { error_type, body }) => Some((init_error_type(error_type, &body), body)),
-                    _ => Some(exit_error(&request.request_id, exit, control.out_of_memory())),
+            let init_deadline = tokio::time::sleep(self.config.init_timeout);
+            tokio::pin!(init_deadline);
+            let ready = api.wait_ready();
+            tokio::pin!(ready);
+            tokio::select! {
+                biased;
+                outcome = &mut ready => match outcome {
+                    InitOutcome::Ready => None,
+                    InitOutcome::Failed { error_type, body } => Some((init_error_type(error_type, &body), body)),
+                },
+                exit = control.wait() => {
+                    // An init error posted just before the exit still wins.
+                    match tokio::time::timeout(Duration::ZERO, &mut ready).await {
+                        Ok(InitOutcome::Failed { error_type, body }) => Some((init_error_type(error_type, &body), body)),
+                        _ => Some(exit_error(&request.request_id, exit, control.out_of_memory())),
+                    }
+                }
+                _ = &mut init_deadline => {
+                    let seconds = self.config.init_timeout.as_secs_f64();
+                    let message = format!("RequestId: {} Error: Init phase timed out after {seconds:.2} seconds", request.request_id);
+                    Some(("Sandbox.Timedout".to_string(), error_body("Sandbox.Timedout", &message)))
                 }
             }
-            _ = &mut init_deadline => {
-                let seconds = self.config.init_timeout.as_secs_f64();
-                let message = format!("RequestId: {} Error: Init phase timed out after {seconds:.2} seconds", request.request_id);
-                Some(("Sandbox.Timedout".to_string(), error_body("Sandbox.Timedout", &message)))
-            }
-        }
         };
         let init_ms = elapsed_ms(init_started);
-        let slot = Slot { id: slot_id, control, api, logs, last_used: Instant::now(), invocations: 0 };
-        let timing = ColdStart { code_ms, code_tier, sandbox_ms, init_ms };
+        let slot = Slot {
+            id: slot_id,
+            control,
+            api,
+            logs,
+            last_used: Instant::now(),
+            invocations: 0,
+        };
+        let timing = ColdStart {
+            code_ms,
+            code_tier,
+            sandbox_ms,
+            init_ms,
+        };
 
         match failure {
             None => {
@@ -494,7 +556,13 @@ impl Worker {
                 let output = slot.logs.take().await;
                 let memory_peak = slot.control.memory_peak_bytes();
                 self.destroy(slot);
-                Ok(Err(FailedInit { error_type, body, output, timing, memory_peak }))
+                Ok(Err(FailedInit {
+                    error_type,
+                    body,
+                    output,
+                    timing,
+                    memory_peak,
+                }))
             }
         }
     }
@@ -508,11 +576,15 @@ impl Worker {
         started_at: OffsetDateTime,
     ) -> InvokeResult {
         let mut log_lines = slot.logs.take().await;
-        log_lines.push(LogLine { timestamp_ms: logs::now_ms(), message: logs::start_line(&request.request_id, &request.version) });
+        log_lines.push(LogLine {
+            timestamp_ms: logs::now_ms(),
+            message: logs::start_line(&request.request_id, &request.version),
+        });
 
         let timeout = Duration::from_secs(request.settings.timeout as u64);
         let started = Instant::now();
-        let deadline_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64 + timeout.as_millis() as u64;
+        let deadline_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64
+            + timeout.as_millis() as u64;
         let invocation = Invocation {
             request_id: request.request_id.clone(),
             payload: request.payload.clone(),
@@ -535,11 +607,17 @@ impl Worker {
                 _ = tokio::time::sleep(timeout) => Attempt::TimedOut,
             }
         };
-        let duration_ms = elapsed_ms(started);
+        // A timed-out invocation ran for exactly its timeout, as Lambda reports it.
+        let duration_ms = match attempt {
+            Attempt::TimedOut => timeout.as_secs_f64() * 1000.0,
+            _ => elapsed_ms(started),
+        };
         slot.invocations += 1;
 
         let (status, body, error_type, keep) = match attempt {
-            Attempt::Answered(InvokeOutcome::Response(body)) => (InvokeStatus::Success, body, None, true),
+            Attempt::Answered(InvokeOutcome::Response(body)) => {
+                (InvokeStatus::Success, body, None, true)
+            }
             Attempt::Answered(InvokeOutcome::FunctionError { error_type, body }) => {
                 // Some runtime clients (awslambdaric 4.x) send the type only in the body.
                 let error_type = error_type
@@ -548,17 +626,33 @@ impl Worker {
                 (InvokeStatus::Error, body, Some(error_type), true)
             }
             Attempt::Answered(InvokeOutcome::ResponseTooLarge { limit }) => {
-                let message = format!("Response payload size exceeded maximum allowed payload size ({limit} bytes).");
-                (InvokeStatus::Error, error_body("Function.ResponseSizeTooLarge", &message), Some("Function.ResponseSizeTooLarge".to_string()), true)
+                let message = format!(
+                    "Response payload size exceeded maximum allowed payload size ({limit} bytes)."
+                );
+                (
+                    InvokeStatus::Error,
+                    error_body("Function.ResponseSizeTooLarge", &message),
+                    Some("Function.ResponseSizeTooLarge".to_string()),
+                    true,
+                )
             }
             Attempt::Exited(exit) => {
-                let (error_type, body) = exit_error(&request.request_id, exit, slot.control.out_of_memory());
+                let (error_type, body) =
+                    exit_error(&request.request_id, exit, slot.control.out_of_memory());
                 (InvokeStatus::Error, body, Some(error_type), false)
             }
             Attempt::TimedOut => {
                 let seconds = timeout.as_secs_f64();
-                let message = format!("RequestId: {} Error: Task timed out after {seconds:.2} seconds", request.request_id);
-                (InvokeStatus::Timeout, error_body("Sandbox.Timedout", &message), Some("Sandbox.Timedout".to_string()), false)
+                let message = format!(
+                    "RequestId: {} Error: Task timed out after {seconds:.2} seconds",
+                    request.request_id
+                );
+                (
+                    InvokeStatus::Timeout,
+                    error_body("Sandbox.Timedout", &message),
+                    Some("Sandbox.Timedout".to_string()),
+                    false,
+                )
             }
         };
 
@@ -567,12 +661,22 @@ impl Worker {
             let stamp = nimbus_model::format_timestamp(OffsetDateTime::now_utc());
             log_lines.push(LogLine {
                 timestamp_ms: logs::now_ms(),
-                message: format!("{stamp} {} Task timed out after {:.2} seconds", request.request_id, timeout.as_secs_f64()),
+                message: format!(
+                    "{stamp} {} Task timed out after {:.2} seconds",
+                    request.request_id,
+                    timeout.as_secs_f64()
+                ),
             });
         }
-        let memory_used_mb = slot.control.memory_peak_bytes().map_or(0, |b| b.div_ceil(1024 * 1024));
+        let memory_used_mb = slot
+            .control
+            .memory_peak_bytes()
+            .map_or(0, |b| b.div_ceil(1024 * 1024));
         let billed_duration_ms = duration_ms.ceil() as u64;
-        log_lines.push(LogLine { timestamp_ms: logs::now_ms(), message: logs::end_line(&request.request_id) });
+        log_lines.push(LogLine {
+            timestamp_ms: logs::now_ms(),
+            message: logs::end_line(&request.request_id),
+        });
         log_lines.push(LogLine {
             timestamp_ms: logs::now_ms(),
             message: logs::report_line(&logs::Report {
@@ -642,8 +746,14 @@ impl FailedInit {
                 self.timing.init_ms, self.error_type
             ),
         });
-        lines.push(LogLine { timestamp_ms: now, message: logs::start_line(&request.request_id, &request.version) });
-        lines.push(LogLine { timestamp_ms: now, message: logs::end_line(&request.request_id) });
+        lines.push(LogLine {
+            timestamp_ms: now,
+            message: logs::start_line(&request.request_id, &request.version),
+        });
+        lines.push(LogLine {
+            timestamp_ms: now,
+            message: logs::end_line(&request.request_id),
+        });
         let memory_used_mb = self.memory_peak.map_or(0, |b| b.div_ceil(1024 * 1024));
         lines.push(LogLine {
             timestamp_ms: now,

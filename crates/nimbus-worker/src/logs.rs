@@ -76,7 +76,10 @@ impl Buffer {
             return;
         }
         self.bytes += line.len();
-        self.lines.push(LogLine { timestamp_ms, message: String::from_utf8_lossy(line).into_owned() });
+        self.lines.push(LogLine {
+            timestamp_ms,
+            message: String::from_utf8_lossy(line).into_owned(),
+        });
     }
 
     fn note_dropped(&mut self, timestamp_ms: i64) {
@@ -84,7 +87,9 @@ impl Buffer {
             self.truncated = true;
             self.lines.push(LogLine {
                 timestamp_ms,
-                message: format!("[nimbus] output over {MAX_LOG_BYTES_PER_INVOCATION} bytes was dropped"),
+                message: format!(
+                    "[nimbus] output over {MAX_LOG_BYTES_PER_INVOCATION} bytes was dropped"
+                ),
             });
         }
     }
@@ -112,7 +117,10 @@ fn drain(receiver: &pipe::Receiver, buffer: &Mutex<Buffer>) -> bool {
     loop {
         match receiver.try_read(&mut chunk) {
             Ok(0) => return false,
-            Ok(n) => buffer.lock().expect("log buffer lock").push_chunk(&chunk[..n]),
+            Ok(n) => buffer
+                .lock()
+                .expect("log buffer lock")
+                .push_chunk(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
             Err(_) => return false,
         }
@@ -252,7 +260,10 @@ mod tests {
         for _ in 0..(MAX_LOG_BYTES_PER_INVOCATION / chunk.len() + 2) {
             buffer.push_chunk(&chunk);
         }
-        assert!(buffer.partial.is_empty(), "the bytes of a line that will be dropped are not kept");
+        assert!(
+            buffer.partial.is_empty(),
+            "the bytes of a line that will be dropped are not kept"
+        );
         buffer.push_chunk(b"\nafter\n");
         let lines: Vec<String> = buffer.take().into_iter().map(|l| l.message).collect();
         assert_eq!(lines.len(), 2);
@@ -278,7 +289,10 @@ mod tests {
 
     #[test]
     fn tail_cuts_at_char_boundary() {
-        let lines = vec![LogLine { timestamp_ms: 0, message: "aé".repeat(10) }];
+        let lines = vec![LogLine {
+            timestamp_ms: 0,
+            message: "aé".repeat(10),
+        }];
         let text = tail(&lines, 5);
         assert!(text.len() <= 5);
         assert!(text.ends_with('\n'));
