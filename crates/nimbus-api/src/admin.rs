@@ -17,8 +17,11 @@ pub enum AdminError {
 }
 
 fn check_account_name(name: &str) -> Result<(), AdminError> {
-    validate_function_name(name)
-        .map_err(|_| AdminError::Invalid(format!("account name '{name}' is invalid; use 1 to 64 letters, digits, hyphens and underscores")))
+    validate_function_name(name).map_err(|_| {
+        AdminError::Invalid(format!(
+            "account name '{name}' is invalid; use 1 to 64 letters, digits, hyphens and underscores"
+        ))
+    })
 }
 
 fn check_limit(limit: u32) -> Result<(), AdminError> {
@@ -60,29 +63,20 @@ pub async fn create_key(store: &SqliteStore, account_name: &str) -> Result<Strin
     Ok(key)
 }
 
-pub async fn set_concurrency_limit(
-    store: &SqliteStore,
-    account_name: &str,
-    limit: u32,
-) -> Result<(), AdminError> {
+pub async fn set_concurrency_limit(store: &SqliteStore, account_name: &str, limit: u32) -> Result<(), AdminError> {
     check_limit(limit)?;
     let account = store
         .get_account_by_name(account_name)
         .await?
         .ok_or_else(|| AdminError::AccountNotFound(account_name.to_string()))?;
-    let reserved = store
-        .account_usage(account.account_id)
-        .await?
-        .reserved_concurrency;
+    let reserved = store.account_usage(account.account_id).await?.reserved_concurrency;
     if (limit as u64) < reserved + nimbus_store::MIN_UNRESERVED_CONCURRENCY as u64 {
         return Err(AdminError::Invalid(format!(
             "concurrency limit {limit} is below the {reserved} reserved by functions plus the {} that stays unreserved; lower reservations first",
             nimbus_store::MIN_UNRESERVED_CONCURRENCY
         )));
     }
-    store
-        .set_account_concurrency_limit(account.account_id, limit)
-        .await?;
+    store.set_account_concurrency_limit(account.account_id, limit).await?;
     Ok(())
 }
 

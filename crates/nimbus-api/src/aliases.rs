@@ -6,9 +6,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use nimbus_model::alias::ValidAlias;
 use nimbus_model::function::function_arn;
-use nimbus_model::{
-    validate_alias_name, Alias, AliasRequest, FunctionRecord, Qualifier, RoutingConfig,
-};
+use nimbus_model::{validate_alias_name, Alias, AliasRequest, FunctionRecord, Qualifier, RoutingConfig};
 use nimbus_store::{Account, AliasRecord};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -23,12 +21,7 @@ pub struct AliasList {
     pub aliases: Vec<Alias>,
 }
 
-fn describe(
-    state: &AppState,
-    account: &Account,
-    function: &FunctionRecord,
-    record: &AliasRecord,
-) -> Alias {
+fn describe(state: &AppState, account: &Account, function: &FunctionRecord, record: &AliasRecord) -> Alias {
     Alias {
         name: record.name.clone(),
         alias_arn: function_arn(
@@ -39,26 +32,14 @@ fn describe(
         ),
         function_version: record.function_version.clone(),
         description: record.description.clone(),
-        routing_config: record
-            .additional_version
-            .map(|(version, weight)| RoutingConfig {
-                additional_version_weights: [(version.to_string(), weight)].into_iter().collect(),
-            }),
+        routing_config: record.additional_version.map(|(version, weight)| RoutingConfig {
+            additional_version_weights: [(version.to_string(), weight)].into_iter().collect(),
+        }),
     }
 }
 
-async fn check_version_exists(
-    state: &AppState,
-    function: &FunctionRecord,
-    number: u32,
-    field: &str,
-) -> ApiResult<()> {
-    if state
-        .store
-        .get_version(function.function_id, number)
-        .await?
-        .is_some()
-    {
+async fn check_version_exists(state: &AppState, function: &FunctionRecord, number: u32, field: &str) -> ApiResult<()> {
+    if state.store.get_version(function.function_id, number).await?.is_some() {
         return Ok(());
     }
     Err(ApiError::InvalidParameter(format!(
@@ -67,22 +48,13 @@ async fn check_version_exists(
     )))
 }
 
-async fn find_alias(
-    state: &AppState,
-    function: &FunctionRecord,
-    alias: &str,
-) -> ApiResult<AliasRecord> {
+async fn find_alias(state: &AppState, function: &FunctionRecord, alias: &str) -> ApiResult<AliasRecord> {
     validate_alias_name(alias)?;
     state
         .store
         .get_alias(function.function_id, alias)
         .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "alias '{alias}' of function '{}' was not found",
-                function.name
-            ))
-        })
+        .ok_or_else(|| ApiError::NotFound(format!("alias '{alias}' of function '{}' was not found", function.name)))
 }
 
 /// Create or replace an alias.
@@ -126,11 +98,7 @@ pub async fn put_alias(
     };
     let created = state.store.put_alias(function.function_id, &record).await?;
     tracing::info!(function = %name, alias = %alias, version = %record.function_version, created, "alias written");
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(describe(&state, &account, &function, &record))))
 }
 
@@ -192,11 +160,7 @@ pub async fn delete_alias(
 ) -> ApiResult<StatusCode> {
     let function = find_function(&state, &account, &name).await?;
     validate_alias_name(&alias)?;
-    if !state
-        .store
-        .delete_alias(function.function_id, &alias)
-        .await?
-    {
+    if !state.store.delete_alias(function.function_id, &alias).await? {
         return Err(ApiError::NotFound(format!(
             "alias '{alias}' of function '{name}' was not found"
         )));

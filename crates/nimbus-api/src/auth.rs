@@ -45,36 +45,23 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| {
-            ApiError::Unauthorized(
-                "Authorization header is missing; send Authorization: Bearer KEY".into(),
-            )
-        })?;
+    let header = request.headers().get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthorized("Authorization header is missing; send Authorization: Bearer KEY".into())
+    })?;
     let value = header.to_str().map_err(|_| {
-        ApiError::Unauthorized(
-            "Authorization header is not valid text; send Authorization: Bearer KEY".into(),
-        )
+        ApiError::Unauthorized("Authorization header is not valid text; send Authorization: Bearer KEY".into())
     })?;
     let key = value
         .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|key| !key.is_empty())
-        .ok_or_else(|| {
-            ApiError::Unauthorized("Authorization header must have the form: Bearer KEY".into())
-        })?;
-    let account = state
-        .store
-        .account_for_key(&hash_key(key))
-        .await?
-        .ok_or_else(|| {
-            ApiError::Unauthorized(format!(
-                "API key '{}…' is not valid; use a key from the server's data directory or from `nimbus admin key create`",
-                rejected_key_hint(key)
-            ))
-        })?;
+        .ok_or_else(|| ApiError::Unauthorized("Authorization header must have the form: Bearer KEY".into()))?;
+    let account = state.store.account_for_key(&hash_key(key)).await?.ok_or_else(|| {
+        ApiError::Unauthorized(format!(
+            "API key '{}…' is not valid; use a key from the server's data directory or from `nimbus admin key create`",
+            rejected_key_hint(key)
+        ))
+    })?;
     request.extensions_mut().insert(account);
     Ok(next.run(request).await)
 }

@@ -43,12 +43,7 @@ pub async fn put_code_object(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let media_type = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if !ACCEPTED_TYPES.contains(&media_type.as_str()) {
         return Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type '{content_type}' is not supported for code objects; send the zip as application/zip"

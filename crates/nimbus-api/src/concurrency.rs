@@ -72,12 +72,7 @@ pub async fn put_concurrency(
 ) -> ApiResult<Json<Concurrency>> {
     let function = find_function(&state, &account, &name).await?;
     let requested = request.reserved_concurrent_executions;
-    if requested < 0
-        || requested
-            > account
-                .concurrency_limit
-                .saturating_sub(MIN_UNRESERVED_CONCURRENCY) as i64
-    {
+    if requested < 0 || requested > account.concurrency_limit.saturating_sub(MIN_UNRESERVED_CONCURRENCY) as i64 {
         return Err(ApiError::InvalidParameter(format!(
             "reserved_concurrent_executions {requested} is out of range; use 0 to {}, because {MIN_UNRESERVED_CONCURRENCY} of the account limit of {} stay unreserved",
             account.concurrency_limit.saturating_sub(MIN_UNRESERVED_CONCURRENCY),
@@ -148,8 +143,7 @@ pub async fn get_account(
     Extension(account): Extension<Account>,
 ) -> ApiResult<Json<AccountSettings>> {
     let usage = state.store.account_usage(account.account_id).await?;
-    let unreserved =
-        (account.concurrency_limit as u64).saturating_sub(usage.reserved_concurrency) as u32;
+    let unreserved = (account.concurrency_limit as u64).saturating_sub(usage.reserved_concurrency) as u32;
     Ok(Json(AccountSettings {
         account_id: account.account_id.to_string(),
         name: account.name.clone(),

@@ -59,11 +59,7 @@ pub fn start(state: AppState, config: DispatcherConfig) {
                 {
                     Ok(events) => {
                         for event in events {
-                            let permit = slots
-                                .clone()
-                                .acquire_owned()
-                                .await
-                                .expect("semaphore is never closed");
+                            let permit = slots.clone().acquire_owned().await.expect("semaphore is never closed");
                             let state = state.clone();
                             let config = config.clone();
                             tokio::spawn(async move {
@@ -92,11 +88,7 @@ async fn discard(state: &AppState, event: &AsyncEvent, reason: &str) {
 
 async fn retry_later(state: &AppState, event: &AsyncEvent, attempts: u32, delay: Duration) {
     let next = now_ms() + delay.as_millis() as i64;
-    if let Err(error) = state
-        .store
-        .retry_event(&event.event_id, attempts, next)
-        .await
-    {
+    if let Err(error) = state.store.retry_event(&event.event_id, attempts, next).await {
         tracing::error!(request_id = %event.event_id, %error, "rescheduling an event failed");
     }
 }
@@ -118,17 +110,9 @@ async fn run_event(state: &AppState, config: &DispatcherConfig, event: AsyncEven
             return retry_later(state, &event, event.attempts, THROTTLE_RETRY).await;
         }
     };
-    let target = match resolve_target(state, &account, &function, event.qualifier.as_deref()).await
-    {
+    let target = match resolve_target(state, &account, &function, event.qualifier.as_deref()).await {
         Ok(target) => target,
-        Err(error) => {
-            return discard(
-                state,
-                &event,
-                &format!("its qualifier no longer resolves: {error}"),
-            )
-            .await
-        }
+        Err(error) => return discard(state, &event, &format!("its qualifier no longer resolves: {error}")).await,
     };
     if function.reserved_concurrency == Some(0) {
         // The wait grows with the event's age, up to a minute, and only the first
@@ -189,9 +173,7 @@ async fn run_event(state: &AppState, config: &DispatcherConfig, event: AsyncEven
                 }
             }
         }
-        Err(WorkerError::NoCapacity { .. }) => {
-            retry_later(state, &event, event.attempts, THROTTLE_RETRY).await
-        }
+        Err(WorkerError::NoCapacity { .. }) => retry_later(state, &event, event.attempts, THROTTLE_RETRY).await,
         Err(error) => {
             tracing::error!(request_id = %event.event_id, function = %function.name, %error, "event could not run");
             retry_later(state, &event, event.attempts, THROTTLE_RETRY).await;

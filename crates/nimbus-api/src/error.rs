@@ -42,10 +42,7 @@ pub enum ApiError {
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{message}")]
-    TooManyRequests {
-        message: String,
-        reason: &'static str,
-    },
+    TooManyRequests { message: String, reason: &'static str },
     /// The function's runtime is not available on this server.
     #[error("{0}")]
     InvalidRuntime(String),
@@ -59,26 +56,15 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     pub fn status_and_type(&self) -> (StatusCode, &'static str) {
         match self {
-            ApiError::InvalidParameter(_) => {
-                (StatusCode::BAD_REQUEST, "InvalidParameterValueException")
-            }
-            ApiError::InvalidRequestContent(_) => {
-                (StatusCode::BAD_REQUEST, "InvalidRequestContentException")
-            }
+            ApiError::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "InvalidParameterValueException"),
+            ApiError::InvalidRequestContent(_) => (StatusCode::BAD_REQUEST, "InvalidRequestContentException"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UnrecognizedClientException"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
-            ApiError::MethodNotAllowed(_) => {
-                (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowedException")
-            }
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowedException"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "ResourceConflictException"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException"),
-            ApiError::UnsupportedMediaType(_) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UnsupportedMediaTypeException",
-            ),
-            ApiError::TooManyRequests { .. } => {
-                (StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException")
-            }
+            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaTypeException"),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException"),
             ApiError::InvalidRuntime(_) => (StatusCode::BAD_GATEWAY, "InvalidRuntimeException"),
             ApiError::Service(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ServiceException"),
         }
@@ -117,13 +103,11 @@ impl From<ValidationError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::AlreadyExists { .. }
-            | StoreError::StateConflict { .. }
-            | StoreError::VersionInUse { .. } => ApiError::Conflict(error.to_string()),
-            StoreError::NotFound { .. } => ApiError::NotFound(error.to_string()),
-            StoreError::ReservedConcurrencyExceeded { .. } => {
-                ApiError::InvalidParameter(error.to_string())
+            StoreError::AlreadyExists { .. } | StoreError::StateConflict { .. } | StoreError::VersionInUse { .. } => {
+                ApiError::Conflict(error.to_string())
             }
+            StoreError::NotFound { .. } => ApiError::NotFound(error.to_string()),
+            StoreError::ReservedConcurrencyExceeded { .. } => ApiError::InvalidParameter(error.to_string()),
             StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migration(_) => {
                 tracing::error!(%error, "control store failed");
                 ApiError::Service("the control store failed; see the server log".to_string())

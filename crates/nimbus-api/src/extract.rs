@@ -24,10 +24,7 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
                 .to_string(),
         )
     } else {
-        ApiError::InvalidRequestContent(format!(
-            "could not read the request body: {}",
-            rejection.body_text()
-        ))
+        ApiError::InvalidRequestContent(format!("could not read the request body: {}", rejection.body_text()))
     }
 }
 
@@ -70,9 +67,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if path.is_empty() || path == "." {
             ApiError::InvalidRequestContent(format!("request body is not valid: {inner}"))
         } else {
-            ApiError::InvalidRequestContent(format!(
-                "request body field '{path}' is not valid: {inner}"
-            ))
+            ApiError::InvalidRequestContent(format!("request body field '{path}' is not valid: {inner}"))
         }
     })
 }
@@ -86,9 +81,7 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         check_json_content_type(request.headers())?;
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(body_rejection)?;
+        let bytes = Bytes::from_request(request, state).await.map_err(body_rejection)?;
         Ok(JsonBody(parse_json(&bytes)?))
     }
 }
@@ -102,9 +95,7 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let headers = request.headers().clone();
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(body_rejection)?;
+        let bytes = Bytes::from_request(request, state).await.map_err(body_rejection)?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }

@@ -6,8 +6,8 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use nimbus_model::config::CodeSource;
 use nimbus_model::{
-    validate_function_name, CodeInfo, CreateFunctionRequest, FunctionConfiguration, FunctionRecord,
-    FunctionSettings, FunctionState, Qualifier, UpdateCodeRequest, UpdateConfigRequest,
+    validate_function_name, CodeInfo, CreateFunctionRequest, FunctionConfiguration, FunctionRecord, FunctionSettings,
+    FunctionState, Qualifier, UpdateCodeRequest, UpdateConfigRequest,
 };
 use nimbus_store::{Account, StoreError};
 use serde::{Deserialize, Serialize};
@@ -60,11 +60,7 @@ pub struct FunctionList {
 
 /// Loads a function of the caller's account; another account's function is
 /// reported as not found, never as forbidden.
-pub async fn find_function(
-    state: &AppState,
-    account: &Account,
-    name: &str,
-) -> ApiResult<FunctionRecord> {
+pub async fn find_function(state: &AppState, account: &Account, name: &str) -> ApiResult<FunctionRecord> {
     validate_function_name(name)?;
     state
         .store
@@ -73,11 +69,7 @@ pub async fn find_function(
         .ok_or_else(|| ApiError::NotFound(format!("function '{name}' was not found")))
 }
 
-pub fn latest_configuration(
-    state: &AppState,
-    account: &Account,
-    function: &FunctionRecord,
-) -> FunctionConfiguration {
+pub fn latest_configuration(state: &AppState, account: &Account, function: &FunctionRecord) -> FunctionConfiguration {
     FunctionConfiguration::latest(function, &state.region, &account.account_number)
 }
 
@@ -98,10 +90,7 @@ pub async fn configuration_for(
                 .get_alias(function.function_id, alias)
                 .await?
                 .ok_or_else(|| {
-                    ApiError::NotFound(format!(
-                        "alias '{alias}' of function '{}' was not found",
-                        function.name
-                    ))
+                    ApiError::NotFound(format!("alias '{alias}' of function '{}' was not found", function.name))
                 })?;
             match Qualifier::parse(&record.function_version)? {
                 Qualifier::Version(number) => number,
@@ -129,11 +118,7 @@ pub async fn configuration_for(
 
 /// Writes the function if its stored state is still `from`; otherwise returns a
 /// conflict that names the state another update left it in.
-async fn write_function(
-    state: &AppState,
-    function: &FunctionRecord,
-    from: FunctionState,
-) -> ApiResult<()> {
+async fn write_function(state: &AppState, function: &FunctionRecord, from: FunctionState) -> ApiResult<()> {
     match state.store.update_function(function, from).await {
         Ok(()) => Ok(()),
         Err(StoreError::StateConflict { function, actual, .. }) => Err(ApiError::Conflict(format!(
@@ -185,10 +170,7 @@ async fn publish_and_describe(
     account: &Account,
     function: &FunctionRecord,
 ) -> ApiResult<FunctionConfiguration> {
-    let (version, _) = state
-        .store
-        .publish_version(function.function_id, None)
-        .await?;
+    let (version, _) = state.store.publish_version(function.function_id, None).await?;
     Ok(FunctionConfiguration::version(
         function,
         &version,
@@ -273,9 +255,7 @@ pub async fn get_function(
         Some(value) => Qualifier::parse(value)?,
         None => Qualifier::Latest,
     };
-    Ok(Json(
-        configuration_for(&state, &account, &function, &qualifier).await?,
-    ))
+    Ok(Json(configuration_for(&state, &account, &function, &qualifier).await?))
 }
 
 /// List the account's functions in name order.
@@ -314,10 +294,7 @@ pub async fn list_functions(
         .iter()
         .map(|f| latest_configuration(&state, &account, f))
         .collect();
-    Ok(Json(FunctionList {
-        functions,
-        next_marker,
-    }))
+    Ok(Json(FunctionList { functions, next_marker }))
 }
 
 /// Delete a function, or one version of it with `qualifier`.
@@ -435,15 +412,14 @@ pub async fn update_configuration(
     let mut settings = function.settings.clone();
     settings.apply(&request)?;
 
-    let entry_point_changed = settings.runtime != function.settings.runtime
-        || settings.handler != function.settings.handler;
+    let entry_point_changed =
+        settings.runtime != function.settings.runtime || settings.handler != function.settings.handler;
     if entry_point_changed {
         let bytes = state.origin.get_package(&function.code.sha256).await?;
         let limits = state.package_limits.clone();
-        let package =
-            tokio::task::spawn_blocking(move || nimbus_code::validate_zip(bytes, &limits))
-                .await
-                .map_err(|e| ApiError::Service(format!("package validation failed: {e}")))??;
+        let package = tokio::task::spawn_blocking(move || nimbus_code::validate_zip(bytes, &limits))
+            .await
+            .map_err(|e| ApiError::Service(format!("package validation failed: {e}")))??;
         check_handler(&settings, &package)?;
     }
 

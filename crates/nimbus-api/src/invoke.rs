@@ -63,12 +63,7 @@ pub async fn resolve_target(
         .map(Qualifier::parse)
         .transpose()?
         .unwrap_or(Qualifier::Latest);
-    let invoked_arn = function_arn(
-        &state.region,
-        &account.account_number,
-        &function.name,
-        qualifier,
-    );
+    let invoked_arn = function_arn(&state.region, &account.account_number, &function.name, qualifier);
     let number = match &parsed {
         Qualifier::Latest => None,
         Qualifier::Version(number) => Some(*number),
@@ -78,28 +73,20 @@ pub async fn resolve_target(
                 .get_alias(function.function_id, alias)
                 .await?
                 .ok_or_else(|| {
-                    ApiError::NotFound(format!(
-                        "alias '{alias}' of function '{}' was not found",
-                        function.name
-                    ))
+                    ApiError::NotFound(format!("alias '{alias}' of function '{}' was not found", function.name))
                 })?;
             let main = match Qualifier::parse(&record.function_version)? {
                 Qualifier::Version(number) => Some(number),
                 _ => None,
             };
             match record.additional_version {
-                Some((additional, weight)) if rand::thread_rng().gen::<f64>() < weight => {
-                    Some(additional)
-                }
+                Some((additional, weight)) if rand::thread_rng().gen::<f64>() < weight => Some(additional),
                 _ => main,
             }
         }
     };
     let Some(number) = number else {
-        if !matches!(
-            function.state,
-            FunctionState::Active | FunctionState::Updating
-        ) {
+        if !matches!(function.state, FunctionState::Active | FunctionState::Updating) {
             return Err(ApiError::Conflict(format!(
                 "function '{}' is {:?}{}; $LATEST can be invoked once it is Active",
                 function.name,
@@ -187,7 +174,8 @@ fn client_context(headers: &HeaderMap) -> ApiResult<Option<String>> {
     }
     let invalid = || {
         ApiError::InvalidRequestContent(
-            "X-Client-Context must be a base64-encoded JSON object, for example the base64 of {\"custom\": {}}".to_string(),
+            "X-Client-Context must be a base64-encoded JSON object, for example the base64 of {\"custom\": {}}"
+                .to_string(),
         )
     };
     let decoded = base64::engine::general_purpose::STANDARD
@@ -323,9 +311,7 @@ pub async fn run_invocation(
     });
     match task.await {
         Ok(result) => result,
-        Err(join_error) => Err(WorkerError::Io(format!(
-            "invocation task failed: {join_error}"
-        ))),
+        Err(join_error) => Err(WorkerError::Io(format!("invocation task failed: {join_error}"))),
     }
 }
 
@@ -374,7 +360,9 @@ pub async fn invoke(
     let invocation_type = invocation_type(&headers)?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(format!("request payload is over the {MAX_SYNC_PAYLOAD_BYTES}-byte limit of synchronous invocations"))
+            ApiError::TooLarge(format!(
+                "request payload is over the {MAX_SYNC_PAYLOAD_BYTES}-byte limit of synchronous invocations"
+            ))
         } else {
             ApiError::InvalidRequestContent(format!("could not read the request body: {}", rejection.body_text()))
         }
@@ -472,15 +460,9 @@ pub async fn invoke(
                 client_context,
                 trace_id,
             };
-            let result = run_invocation(
-                &state,
-                &account,
-                function.function_id,
-                request,
-                "RequestResponse",
-            )
-            .await
-            .map_err(|e| worker_error(e, &name))?;
+            let result = run_invocation(&state, &account, function.function_id, request, "RequestResponse")
+                .await
+                .map_err(|e| worker_error(e, &name))?;
             tracing::info!(function = %name, request_id = %request_id, version = %target.version,
                 status = result.status.as_str(), duration_ms = format!("{:.2}", result.duration_ms),
                 cold = result.cold_start.is_some(), "invoked");
@@ -505,9 +487,7 @@ pub async fn invoke(
                     HeaderValue::from_str(&tail).expect("base64 is a valid header"),
                 );
             }
-            if let Some(cold) =
-                cold_start_header(&result).and_then(|v| HeaderValue::from_str(&v).ok())
-            {
+            if let Some(cold) = cold_start_header(&result).and_then(|v| HeaderValue::from_str(&v).ok()) {
                 headers.insert("x-cold-start", cold);
             }
             Ok(response)

@@ -87,11 +87,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(functions::update_configuration))
         .routes(routes!(versions::publish_version, versions::list_versions))
         .routes(routes!(aliases::list_aliases))
-        .routes(routes!(
-            aliases::put_alias,
-            aliases::get_alias,
-            aliases::delete_alias
-        ))
+        .routes(routes!(aliases::put_alias, aliases::get_alias, aliases::delete_alias))
         .routes(routes!(
             concurrency::put_concurrency,
             concurrency::get_concurrency,
@@ -116,14 +112,10 @@ fn api_routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .route(
             "/code-objects/{bucket}/{*key}",
-            put(code_objects::put_code_object).layer(DefaultBodyLimit::max(
-                state.package_limits.max_unzipped_bytes as usize,
-            )),
+            put(code_objects::put_code_object)
+                .layer(DefaultBodyLimit::max(state.package_limits.max_unzipped_bytes as usize)),
         )
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ));
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     (router, openapi)
 }
 
@@ -133,11 +125,17 @@ pub fn app(state: AppState) -> Router {
     let (api, openapi) = api_routes(&state);
     let openapi = Arc::new(openapi);
     Router::new()
-        .route("/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(openapi.as_ref().clone()) }),
+        )
         .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .merge(api)
         .fallback(|uri: axum::http::Uri| async move {
-            ApiError::NotFound(format!("no API route matches the path '{}'; see GET /openapi.json", uri.path()))
+            ApiError::NotFound(format!(
+                "no API route matches the path '{}'; see GET /openapi.json",
+                uri.path()
+            ))
         })
         .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
             ApiError::MethodNotAllowed(format!(

@@ -103,28 +103,20 @@ pub async fn get_logs(
         after_sequence: query.after,
         limit: check_limit(query.limit, DEFAULT_LIMIT)?,
     };
-    let events = state
-        .store
-        .query_logs(function.function_id, &filter)
-        .await?;
+    let events = state.store.query_logs(function.function_id, &filter).await?;
     let next_sequence = events.last().map(|e| e.sequence).or(query.after);
     let events = events
         .into_iter()
         .map(|event| LogLineBody {
             sequence: event.sequence,
-            timestamp: OffsetDateTime::from_unix_timestamp_nanos(
-                event.timestamp_ms as i128 * 1_000_000,
-            )
-            .map(nimbus_model::format_timestamp)
-            .unwrap_or_default(),
+            timestamp: OffsetDateTime::from_unix_timestamp_nanos(event.timestamp_ms as i128 * 1_000_000)
+                .map(nimbus_model::format_timestamp)
+                .unwrap_or_default(),
             request_id: event.request_id,
             message: event.message,
         })
         .collect();
-    Ok(Json(LogPage {
-        events,
-        next_sequence,
-    }))
+    Ok(Json(LogPage { events, next_sequence }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -185,9 +177,8 @@ pub async fn list_invocations(
         Some(value) => {
             let ms = parse_time("before", value)?;
             Some(
-                OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).map_err(
-                    |_| ApiError::InvalidParameter(format!("before '{value}' is out of range")),
-                )?,
+                OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+                    .map_err(|_| ApiError::InvalidParameter(format!("before '{value}' is out of range")))?,
             )
         }
         None => None,
@@ -197,9 +188,7 @@ pub async fn list_invocations(
         .list_invocations(function.function_id, before, limit)
         .await?;
     let next_before = if records.len() == limit as usize {
-        records
-            .last()
-            .map(|r| nimbus_model::format_timestamp(r.start_time))
+        records.last().map(|r| nimbus_model::format_timestamp(r.start_time))
     } else {
         None
     };

@@ -1,9 +1,7 @@
 //! Turning a request's code location into a validated package, and checking that
 //! the package provides the handler.
 
-use nimbus_code::{
-    decode_base64_zip, validate_bucket_name, validate_object_key, validate_zip, ValidatedPackage,
-};
+use nimbus_code::{decode_base64_zip, validate_bucket_name, validate_object_key, validate_zip, ValidatedPackage};
 use nimbus_model::config::CodeSource;
 use nimbus_model::FunctionSettings;
 use nimbus_store::Account;
@@ -13,11 +11,7 @@ use crate::AppState;
 
 /// Decodes or fetches the package and validates it. Zip work runs on the blocking
 /// pool because a 50 MB package takes long enough to stall other requests.
-pub async fn load_package(
-    state: &AppState,
-    account: &Account,
-    source: CodeSource,
-) -> ApiResult<ValidatedPackage> {
+pub async fn load_package(state: &AppState, account: &Account, source: CodeSource) -> ApiResult<ValidatedPackage> {
     let limits = state.package_limits.clone();
     let bytes = match source {
         CodeSource::Inline(encoded) => {

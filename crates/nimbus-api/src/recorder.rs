@@ -26,8 +26,7 @@ impl Recorder {
     /// Starts the writer. Log lines and records older than `retention` are deleted
     /// every ten minutes.
     pub fn start(store: Arc<dyn ControlStore>, retention: Duration) -> Recorder {
-        let (sender, mut receiver) =
-            mpsc::channel::<(InvocationRecord, Vec<LogEvent>)>(QUEUE_CAPACITY);
+        let (sender, mut receiver) = mpsc::channel::<(InvocationRecord, Vec<LogEvent>)>(QUEUE_CAPACITY);
         tokio::spawn(async move {
             let mut records = Vec::new();
             let mut logs = Vec::new();

@@ -3,28 +3,20 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use nimbus_sandbox::{
-    IsolationMode, NamespaceBackend, NamespaceOptions, ProcessBackend, SandboxBackend,
-};
+use nimbus_sandbox::{IsolationMode, NamespaceBackend, NamespaceOptions, ProcessBackend, SandboxBackend};
 
 use crate::server::{SandboxChoice, ServerError};
 
 /// Argument that makes the `nimbus` binary run as a slot's init process.
 pub const SANDBOX_INIT_COMMAND: &str = "sandbox-init";
 
-pub fn backend(
-    choice: SandboxChoice,
-    data_dir: &Path,
-) -> Result<Arc<dyn SandboxBackend>, ServerError> {
+pub fn backend(choice: SandboxChoice, data_dir: &Path) -> Result<Arc<dyn SandboxBackend>, ServerError> {
     let work_dir = data_dir.join("slots");
     if choice == SandboxChoice::Process {
         return Ok(Arc::new(ProcessBackend::new(&work_dir)));
     }
-    let program = std::env::current_exe().map_err(|e| {
-        ServerError::Sandbox(format!(
-            "failed to find the nimbus executable for slot init: {e}"
-        ))
-    })?;
+    let program = std::env::current_exe()
+        .map_err(|e| ServerError::Sandbox(format!("failed to find the nimbus executable for slot init: {e}")))?;
     let backend = NamespaceBackend::new(
         program,
         vec![SANDBOX_INIT_COMMAND.to_string()],

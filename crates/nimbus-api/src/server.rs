@@ -54,15 +54,9 @@ pub enum ServerError {
     #[error("{0}")]
     InvalidConfig(String),
     #[error("failed to use data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error("failed to listen on {address}: {source}")]
-    Listen {
-        address: String,
-        source: std::io::Error,
-    },
+    Listen { address: String, source: std::io::Error },
     #[error("control store: {0}")]
     Store(#[from] StoreError),
     #[error("origin store: {0}")]
@@ -122,10 +116,7 @@ async fn ensure_default_account(
             store
                 .add_api_key(account.account_id, &hash_key(key), &key_prefix(key))
                 .await?;
-            tracing::info!(
-                account = DEFAULT_ACCOUNT,
-                "using the API key given with --api-key"
-            );
+            tracing::info!(account = DEFAULT_ACCOUNT, "using the API key given with --api-key");
         }
         None if key_file.exists() => {
             tracing::info!(account = DEFAULT_ACCOUNT, path = %key_file.display(), "API key of the default account is in this file");
@@ -159,13 +150,10 @@ async fn shutdown_signal() {
 pub async fn run(mut config: ServerConfig) -> Result<(), ServerError> {
     let store = open_store(&config.data_dir).await?;
     // Slots see absolute paths only, whatever the server's working directory is.
-    config.data_dir = config
-        .data_dir
-        .canonicalize()
-        .map_err(|source| ServerError::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+    config.data_dir = config.data_dir.canonicalize().map_err(|source| ServerError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let origin = match &config.origin_url {
         Some(url) => OriginStore::from_url(url)?,
         None => OriginStore::local(&config.data_dir.join("origin"))?,

@@ -72,13 +72,8 @@ pub async fn publish_version(
     if created {
         tracing::info!(function = %name, version = version.number, "version published");
     }
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let configuration =
-        FunctionConfiguration::version(&function, &version, &state.region, &account.account_number);
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let configuration = FunctionConfiguration::version(&function, &version, &state.region, &account.account_number);
     Ok((status, Json(configuration)))
 }
 
@@ -126,11 +121,10 @@ pub async fn list_versions(
         // The page held only $LATEST, so the versions start after number 0.
         (true, None) => Some("0".to_string()),
     };
-    versions.extend(records.iter().map(|v| {
-        FunctionConfiguration::version(&function, v, &state.region, &account.account_number)
-    }));
-    Ok(Json(VersionList {
-        versions,
-        next_marker,
-    }))
+    versions.extend(
+        records
+            .iter()
+            .map(|v| FunctionConfiguration::version(&function, v, &state.region, &account.account_number)),
+    );
+    Ok(Json(VersionList { versions, next_marker }))
 }

@@ -12,7 +12,11 @@ use nimbus_api::admin;
 use nimbus_api::server::{self, ServerConfig};
 
 #[derive(Parser)]
-#[command(name = "nimbus", version, about = "Nimbus: a self-hosted serverless function platform")]
+#[command(
+    name = "nimbus",
+    version,
+    about = "Nimbus: a self-hosted serverless function platform"
+)]
 struct Cli {
     #[command(flatten)]
     client: client::ClientArgs,
@@ -64,7 +68,12 @@ struct ServerArgs {
     max_slots: usize,
     /// Seconds before each retry of a failed asynchronous event, comma-separated;
     /// the number of values is the number of retries.
-    #[arg(long, env = "NIMBUS_ASYNC_RETRY_DELAYS", default_value = "60,120", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "NIMBUS_ASYNC_RETRY_DELAYS",
+        default_value = "60,120",
+        value_delimiter = ','
+    )]
     async_retry_delays: Vec<u64>,
 }
 
@@ -124,7 +133,10 @@ fn init_logging() {
 async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
     let store = server::open_store(&args.data_dir).await?;
     match args.command {
-        AdminCommand::Account(AccountCommand::Create { name, concurrency_limit }) => {
+        AdminCommand::Account(AccountCommand::Create {
+            name,
+            concurrency_limit,
+        }) => {
             let (account, key) = admin::create_account(&store, &name, concurrency_limit).await?;
             println!("account:           {}", account.name);
             println!("account_id:        {}", account.account_id);
@@ -142,7 +154,10 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        AdminCommand::Account(AccountCommand::SetLimit { name, concurrency_limit }) => {
+        AdminCommand::Account(AccountCommand::SetLimit {
+            name,
+            concurrency_limit,
+        }) => {
             admin::set_concurrency_limit(&store, &name, concurrency_limit).await?;
             println!("account '{name}' may now run {concurrency_limit} concurrent executions");
         }
@@ -191,9 +206,16 @@ async fn async_main() -> ExitCode {
                 idle_ttl: Duration::from_secs(args.idle_ttl_seconds),
                 log_retention: Duration::from_secs(args.log_retention_hours * 3600),
                 max_slots: args.max_slots,
-                async_retry_delays: args.async_retry_delays.iter().map(|s| Duration::from_secs(*s)).collect(),
+                async_retry_delays: args
+                    .async_retry_delays
+                    .iter()
+                    .map(|s| Duration::from_secs(*s))
+                    .collect(),
             };
-            server::run(config).await.map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
+            server::run(config)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from)
         }
         Command::Admin(args) => run_admin(args).await.map(|()| ExitCode::SUCCESS),
         Command::Client(command) => client::run(&cli.client, command).await,

@@ -78,7 +78,9 @@ fn python_zip() -> Vec<u8> {
     let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
     writer.start_file("app.py", options).unwrap();
-    writer.write_all(b"def handler(event, context):\n    return {\"hello\": event.get(\"name\")}\n").unwrap();
+    writer
+        .write_all(b"def handler(event, context):\n    return {\"hello\": event.get(\"name\")}\n")
+        .unwrap();
     writer.finish().unwrap().into_inner()
 }
 
@@ -87,7 +89,9 @@ fn field<'a>(value: &'a Value, key: &str) -> &'a Value {
 }
 
 fn str_field<'a>(value: &'a Value, key: &str) -> &'a str {
-    field(value, key).as_str().unwrap_or_else(|| panic!("field '{key}' is not a string in {value}"))
+    field(value, key)
+        .as_str()
+        .unwrap_or_else(|| panic!("field '{key}' is not a string in {value}"))
 }
 
 #[test]
@@ -100,7 +104,17 @@ fn newcomer_flow() {
     // Create from a directory.
     let created = run_ok(
         &server,
-        &["function", "create", "hello", "--runtime", "python3.11", "--handler", "app.handler", "--code", code_dir],
+        &[
+            "function",
+            "create",
+            "hello",
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "app.handler",
+            "--code",
+            code_dir,
+        ],
     );
     assert!(created.contains("function_name:"), "{created}");
     assert!(created.contains("hello"), "{created}");
@@ -126,8 +140,10 @@ fn newcomer_flow() {
         header.split_whitespace().collect::<Vec<_>>(),
         ["NAME", "RUNTIME", "MEMORY", "TIMEOUT", "STATE", "LAST_MODIFIED"]
     );
-    let row =
-        listed.lines().find(|line| line.starts_with("hello ")).unwrap_or_else(|| panic!("no row for hello: {listed}"));
+    let row = listed
+        .lines()
+        .find(|line| line.starts_with("hello "))
+        .unwrap_or_else(|| panic!("no row for hello: {listed}"));
     assert!(row.contains("python3.11"), "{row}");
     assert!(row.contains("128 MB"), "{row}");
     let listed_json = run_json(&server, &["function", "list"]);
@@ -137,7 +153,10 @@ fn newcomer_flow() {
 
     // Changed code, published in the same request: version 1.
     write_python_function(code.path(), "second");
-    let updated = run_ok(&server, &["function", "update-code", "hello", "--code", code_dir, "--publish"]);
+    let updated = run_ok(
+        &server,
+        &["function", "update-code", "hello", "--code", code_dir, "--publish"],
+    );
     assert!(updated.starts_with("published version 1\n"), "{updated}");
     let version_1 = run_json(&server, &["function", "get", "hello", "--qualifier", "1"]);
     assert_eq!(str_field(&version_1, "version"), "1");
@@ -153,8 +172,12 @@ fn newcomer_flow() {
     assert!(published.contains("third tag"), "{published}");
 
     let versions = run_json(&server, &["function", "versions", "hello"]);
-    let numbers: Vec<&str> =
-        field(&versions, "versions").as_array().unwrap().iter().map(|v| str_field(v, "version")).collect();
+    let numbers: Vec<&str> = field(&versions, "versions")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| str_field(v, "version"))
+        .collect();
     assert_eq!(numbers, ["$LATEST", "1", "2"]);
     let versions_table = run_ok(&server, &["function", "versions", "hello"]);
     let rows: Vec<&str> = versions_table.lines().collect();
@@ -165,13 +188,30 @@ fn newcomer_flow() {
     assert_eq!(rows.len(), 4, "{versions_table}");
     assert!(rows[2].starts_with("1 "), "{versions_table}");
     assert!(rows[2].contains(&second_sha256[..12]), "{versions_table}");
-    assert!(!rows[2].contains(&second_sha256[..13]), "the hash should be cut to 12 characters: {versions_table}");
+    assert!(
+        !rows[2].contains(&second_sha256[..13]),
+        "the hash should be cut to 12 characters: {versions_table}"
+    );
     assert!(rows[3].contains("third tag"), "{versions_table}");
 
     // An alias on version 1 that sends a quarter of the traffic to version 2.
-    let created_alias =
-        run_ok(&server, &["alias", "create", "hello", "live", "--function-version", "1", "--routing-weight", "2=0.25"]);
-    assert!(created_alias.starts_with("created alias live of function hello\n"), "{created_alias}");
+    let created_alias = run_ok(
+        &server,
+        &[
+            "alias",
+            "create",
+            "hello",
+            "live",
+            "--function-version",
+            "1",
+            "--routing-weight",
+            "2=0.25",
+        ],
+    );
+    assert!(
+        created_alias.starts_with("created alias live of function hello\n"),
+        "{created_alias}"
+    );
     let alias = run_json(&server, &["alias", "get", "hello", "live"]);
     assert_eq!(str_field(&alias, "name"), "live");
     assert_eq!(str_field(&alias, "function_version"), "1");
@@ -191,7 +231,10 @@ fn newcomer_flow() {
     let message = stderr(&rejected);
     assert!(message.starts_with("error: "), "{message}");
     assert!(message.contains("live"), "the message should name the alias: {message}");
-    assert!(message.contains("HTTP 409") || message.contains("HTTP 400"), "{message}");
+    assert!(
+        message.contains("HTTP 409") || message.contains("HTTP 400"),
+        "{message}"
+    );
     let still_there = run_json(&server, &["function", "get", "hello", "--qualifier", "1"]);
     assert_eq!(str_field(&still_there, "version"), "1");
 
@@ -203,8 +246,12 @@ fn newcomer_flow() {
     let deleted_get = run_failing(server.cli(), &["function", "get", "hello", "--qualifier", "1"]);
     assert!(stderr(&deleted_get).contains("HTTP 404"), "{}", stderr(&deleted_get));
     let versions = run_json(&server, &["function", "versions", "hello"]);
-    let numbers: Vec<&str> =
-        field(&versions, "versions").as_array().unwrap().iter().map(|v| str_field(v, "version")).collect();
+    let numbers: Vec<&str> = field(&versions, "versions")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| str_field(v, "version"))
+        .collect();
     assert_eq!(numbers, ["$LATEST", "2"]);
 }
 
@@ -220,7 +267,17 @@ fn create_from_zip_and_code_object() {
     // A .zip file is sent as is, so the server stores exactly these bytes.
     let from_zip = run_json(
         &server,
-        &["function", "create", "zipped", "--runtime", "python3.11", "--handler", "app.handler", "--code", zip_arg],
+        &[
+            "function",
+            "create",
+            "zipped",
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "app.handler",
+            "--code",
+            zip_arg,
+        ],
     );
     assert_eq!(field(&from_zip, "code_size"), zip.len());
 
@@ -244,7 +301,10 @@ fn create_from_zip_and_code_object() {
     assert!(published.contains("function:zipped-published:1"), "{published}");
 
     // Upload the same zip as a code object under a key with '/' and a space.
-    let uploaded = run_json(&server, &["code", "upload", "my-bucket", "releases/v1/function one.zip", zip_arg]);
+    let uploaded = run_json(
+        &server,
+        &["code", "upload", "my-bucket", "releases/v1/function one.zip", zip_arg],
+    );
     assert_eq!(str_field(&uploaded, "bucket"), "my-bucket");
     assert_eq!(str_field(&uploaded, "key"), "releases/v1/function one.zip");
     assert_eq!(field(&uploaded, "size"), zip.len());
@@ -252,7 +312,10 @@ fn create_from_zip_and_code_object() {
     let version_id = str_field(&uploaded, "version_id").to_string();
     assert!(!version_id.is_empty());
 
-    let uploaded_text = run_ok(&server, &["code", "upload", "my-bucket", "releases/v1/function one.zip", zip_arg]);
+    let uploaded_text = run_ok(
+        &server,
+        &["code", "upload", "my-bucket", "releases/v1/function one.zip", zip_arg],
+    );
     let first_line = uploaded_text.lines().next().unwrap_or_default();
     assert!(first_line.starts_with("version_id:"), "{uploaded_text}");
 
@@ -286,9 +349,22 @@ fn create_from_zip_and_code_object() {
     assert_eq!(str_field(&from_object, "description"), "from an uploaded object");
 
     // update-config replaces the variables, and --clear-env removes them.
-    let changed =
-        run_json(&server, &["function", "update-config", "from-object", "--env", "LOG_LEVEL=debug", "--timeout", "30"]);
-    assert_eq!(field(&changed, "environment")["variables"], serde_json::json!({"LOG_LEVEL": "debug"}));
+    let changed = run_json(
+        &server,
+        &[
+            "function",
+            "update-config",
+            "from-object",
+            "--env",
+            "LOG_LEVEL=debug",
+            "--timeout",
+            "30",
+        ],
+    );
+    assert_eq!(
+        field(&changed, "environment")["variables"],
+        serde_json::json!({"LOG_LEVEL": "debug"})
+    );
     assert_eq!(field(&changed, "timeout"), 30);
     let cleared = run_json(&server, &["function", "update-config", "from-object", "--clear-env"]);
     assert_eq!(field(&cleared, "environment")["variables"], serde_json::json!({}));
@@ -296,8 +372,16 @@ fn create_from_zip_and_code_object() {
 
     // A directory given to `code upload` is zipped first.
     write_python_function(&dir.path().join("src"), "dir");
-    let from_dir =
-        run_json(&server, &["code", "upload", "my-bucket", "src.zip", dir.path().join("src").to_str().unwrap()]);
+    let from_dir = run_json(
+        &server,
+        &[
+            "code",
+            "upload",
+            "my-bucket",
+            "src.zip",
+            dir.path().join("src").to_str().unwrap(),
+        ],
+    );
     assert_ne!(str_field(&from_dir, "sha256"), str_field(&uploaded, "sha256"));
 }
 
@@ -307,8 +391,17 @@ fn bad_input_reported() {
     let code = tempfile::tempdir().unwrap();
     write_python_function(code.path(), "bad");
     let code_dir = code.path().to_str().unwrap();
-    let create =
-        ["function", "create", "bad", "--runtime", "python3.11", "--handler", "app.handler", "--code", code_dir];
+    let create = [
+        "function",
+        "create",
+        "bad",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "app.handler",
+        "--code",
+        code_dir,
+    ];
 
     // The CLI rejects a malformed --env before sending anything.
     let mut args = create.to_vec();
@@ -324,7 +417,10 @@ fn bad_input_reported() {
     args.extend(["--memory-size", "64"]);
     let output = run_failing(server.cli(), &args);
     let message = stderr(&output);
-    assert!(message.starts_with("error: memory_size 64 is out of range; use 128 to 10240 MB ("), "{message}");
+    assert!(
+        message.starts_with("error: memory_size 64 is out of range; use 128 to 10240 MB ("),
+        "{message}"
+    );
     assert!(message.contains("HTTP 400"), "{message}");
     assert!(stdout(&output).is_empty(), "{}", stdout(&output));
     let mut args = vec!["--json"];
@@ -332,19 +428,40 @@ fn bad_input_reported() {
     args.extend(["--memory-size", "64"]);
     let output = run_failing(server.cli(), &args);
     let body: Value = serde_json::from_str(&stdout(&output)).expect("error body on stdout is JSON");
-    assert_eq!(str_field(&body, "message"), "memory_size 64 is out of range; use 128 to 10240 MB");
+    assert_eq!(
+        str_field(&body, "message"),
+        "memory_size 64 is out of range; use 128 to 10240 MB"
+    );
     let error_type = str_field(&body, "type");
-    assert!(stderr(&output).contains(&format!("({error_type}, HTTP 400)")), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("({error_type}, HTTP 400)")),
+        "{}",
+        stderr(&output)
+    );
 
     // A missing code path is named.
     let missing = code.path().join("no-such-dir");
     let missing_arg = missing.to_str().unwrap();
     let output = run(
         server.cli(),
-        &["function", "create", "bad", "--runtime", "python3.11", "--handler", "app.handler", "--code", missing_arg],
+        &[
+            "function",
+            "create",
+            "bad",
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "app.handler",
+            "--code",
+            missing_arg,
+        ],
     );
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(stderr(&output).contains(&format!("code path '{missing_arg}' not found")), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("code path '{missing_arg}' not found")),
+        "{}",
+        stderr(&output)
+    );
 
     // Nothing was created by the failed attempts.
     let output = run_failing(server.cli(), &["function", "get", "bad"]);
@@ -357,7 +474,10 @@ fn bad_input_reported() {
     let message = stderr(&output);
     assert!(message.starts_with("error: "), "{message}");
     assert!(message.contains("HTTP 401"), "{message}");
-    assert!(!message.contains("wrong-key-0000000000000000000000"), "the whole key should not be echoed: {message}");
+    assert!(
+        !message.contains("wrong-key-0000000000000000000000"),
+        "the whole key should not be echoed: {message}"
+    );
 }
 
 #[test]
@@ -406,7 +526,10 @@ fn concurrency_and_account() {
     let account_text = run_ok(&server, &["account"]);
     for (key, value) in fields {
         if value.is_string() || value.is_number() {
-            assert!(account_text.contains(&format!("{key}:")), "{key} missing from {account_text}");
+            assert!(
+                account_text.contains(&format!("{key}:")),
+                "{key} missing from {account_text}"
+            );
         }
     }
 }
@@ -416,17 +539,26 @@ fn api_key_from_data_dir() {
     // Without --api-key the server generates a key and writes it to DATA_DIR/api-key.
     let data = tempfile::tempdir().unwrap();
     let server = Server::start_in(data.path(), &[], &[]);
-    assert!(data.path().join("api-key").is_file(), "the server should write its API key file");
+    assert!(
+        data.path().join("api-key").is_file(),
+        "the server should write its API key file"
+    );
 
     let mut command = Command::new(common::nimbus_binary());
-    command.env("NIMBUS_ENDPOINT", &server.url).env_remove("NIMBUS_API_KEY").env("NIMBUS_DATA_DIR", data.path());
+    command
+        .env("NIMBUS_ENDPOINT", &server.url)
+        .env_remove("NIMBUS_API_KEY")
+        .env("NIMBUS_DATA_DIR", data.path());
     let output = run(command, &["--json", "account"]);
     assert!(output.status.success(), "{}", stderr(&output));
 
     // Without any key, the error names the ways to pass one.
     let empty = tempfile::tempdir().unwrap();
     let mut command = Command::new(common::nimbus_binary());
-    command.env("NIMBUS_ENDPOINT", &server.url).env_remove("NIMBUS_API_KEY").env("NIMBUS_DATA_DIR", empty.path());
+    command
+        .env("NIMBUS_ENDPOINT", &server.url)
+        .env_remove("NIMBUS_API_KEY")
+        .env("NIMBUS_DATA_DIR", empty.path());
     let output = run_failing(command, &["account"]);
     let message = stderr(&output);
     assert!(message.contains("--api-key"), "{message}");
@@ -441,7 +573,9 @@ fn unreachable_server_named() {
     drop(listener);
 
     let mut command = Command::new(common::nimbus_binary());
-    command.env("NIMBUS_ENDPOINT", &endpoint).env("NIMBUS_API_KEY", common::API_KEY);
+    command
+        .env("NIMBUS_ENDPOINT", &endpoint)
+        .env("NIMBUS_API_KEY", common::API_KEY);
     let output = run_failing(command, &["function", "list"]);
     let message = stderr(&output);
     assert!(message.contains(&endpoint), "{message}");
@@ -461,13 +595,27 @@ fn list_follows_pages() {
     for name in &names {
         run_ok(
             &server,
-            &["function", "create", name, "--runtime", "python3.11", "--handler", "app.handler", "--code", zip_arg],
+            &[
+                "function",
+                "create",
+                name,
+                "--runtime",
+                "python3.11",
+                "--handler",
+                "app.handler",
+                "--code",
+                zip_arg,
+            ],
         );
     }
 
     let all = run_json(&server, &["function", "list"]);
-    let listed: Vec<&str> =
-        field(&all, "functions").as_array().unwrap().iter().map(|f| str_field(f, "function_name")).collect();
+    let listed: Vec<&str> = field(&all, "functions")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| str_field(f, "function_name"))
+        .collect();
     assert_eq!(listed, names);
     assert_eq!(field(&all, "next_marker"), &Value::Null);
     let table = run_ok(&server, &["function", "list"]);
@@ -480,11 +628,18 @@ fn list_follows_pages() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output).lines().count(), 51);
     let hint = stderr(&output);
-    assert!(hint.contains(&format!("pass --marker {marker} for the next page")), "{hint}");
+    assert!(
+        hint.contains(&format!("pass --marker {marker} for the next page")),
+        "{hint}"
+    );
 
     let rest = run_json(&server, &["function", "list", "--max-items", "50", "--marker", &marker]);
-    let listed: Vec<&str> =
-        field(&rest, "functions").as_array().unwrap().iter().map(|f| str_field(f, "function_name")).collect();
+    let listed: Vec<&str> = field(&rest, "functions")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| str_field(f, "function_name"))
+        .collect();
     assert_eq!(listed, ["fn-50", "fn-51"]);
     assert_eq!(field(&rest, "next_marker"), &Value::Null);
 }

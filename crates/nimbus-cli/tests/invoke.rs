@@ -151,7 +151,13 @@ impl Lab {
             .unwrap_or_else(|| panic!("the server offers no Node.js runtime ({offered:?}); install nodejs"))
             .clone();
         let api = server.api();
-        Lab { server, api, python, node, _data_dir: None }
+        Lab {
+            server,
+            api,
+            python,
+            node,
+            _data_dir: None,
+        }
     }
 
     /// Creates a Python function from [`PYTHON_APP`] with extra configuration fields.
@@ -170,7 +176,10 @@ impl Lab {
 /// The exact JSON text that the Python runtime returns for the `text` action. Lambda's
 /// Python runtimes before 3.12 escape non-ASCII characters; 3.12 and later do not.
 fn python_text_body(runtime: &str) -> &'static str {
-    let minor: u32 = runtime.strip_prefix("python3.").and_then(|m| m.parse().ok()).expect("python3.N runtime id");
+    let minor: u32 = runtime
+        .strip_prefix("python3.")
+        .and_then(|m| m.parse().ok())
+        .expect("python3.N runtime id");
     if minor < 12 {
         r#""h\u00e9llo  w\u00f6rld \u2713\ttab""#
     } else {
@@ -183,7 +192,10 @@ fn base64_of(bytes: &[u8]) -> String {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
 }
 
 /// Creates a function and returns its configuration. `settings` is a JSON object of
@@ -207,11 +219,15 @@ struct Invoked {
 
 impl Invoked {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|value| value.to_str().expect("header is text"))
+        self.headers
+            .get(name)
+            .map(|value| value.to_str().expect("header is text"))
     }
 
     fn request_id(&self) -> String {
-        self.header("x-request-id").expect("response has X-Request-Id").to_string()
+        self.header("x-request-id")
+            .expect("response has X-Request-Id")
+            .to_string()
     }
 
     fn text(&self) -> String {
@@ -219,21 +235,30 @@ impl Invoked {
     }
 
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|error| panic!("invoke returned {} with a body that is not JSON ({error}): {}", self.status, self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
+            panic!(
+                "invoke returned {} with a body that is not JSON ({error}): {}",
+                self.status,
+                self.text()
+            )
+        })
     }
 
     /// Decodes `X-Log-Result`.
     fn log_tail(&self) -> String {
         let encoded = self.header("x-log-result").expect("response has X-Log-Result");
-        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).expect("X-Log-Result is base64");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .expect("X-Log-Result is base64");
         String::from_utf8(decoded).expect("the log tail is UTF-8")
     }
 }
 
 /// Sends `POST /functions/{name}/invocations{query}` with extra headers and a raw body.
 async fn invoke_raw(api: &Api, name_and_query: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Invoked {
-    let (name, query) = name_and_query.split_once('?').map_or((name_and_query, ""), |(n, q)| (n, q));
+    let (name, query) = name_and_query
+        .split_once('?')
+        .map_or((name_and_query, ""), |(n, q)| (n, q));
     let mut url = format!("{}/functions/{name}/invocations", api.url);
     if !query.is_empty() {
         url = format!("{url}?{query}");
@@ -242,7 +267,10 @@ async fn invoke_raw(api: &Api, name_and_query: &str, headers: &[(&str, &str)], b
     for (header, value) in headers {
         request = request.header(*header, *value);
     }
-    let response = request.send().await.unwrap_or_else(|error| panic!("invoking {name_and_query} failed to reach the server: {error}"));
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("invoking {name_and_query} failed to reach the server: {error}"));
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.bytes().await.expect("read the invoke response").to_vec();
@@ -251,14 +279,25 @@ async fn invoke_raw(api: &Api, name_and_query: &str, headers: &[(&str, &str)], b
 
 /// Invokes synchronously with a JSON event and no extra headers.
 async fn invoke(api: &Api, name_and_query: &str, event: &Value) -> Invoked {
-    invoke_raw(api, name_and_query, &[], serde_json::to_vec(event).expect("serialize the event")).await
+    invoke_raw(
+        api,
+        name_and_query,
+        &[],
+        serde_json::to_vec(event).expect("serialize the event"),
+    )
+    .await
 }
 
 /// Asserts a successful synchronous invoke: 200 without `X-Function-Error`.
 #[track_caller]
 fn assert_success(invoked: &Invoked) {
     assert_eq!(invoked.status, 200, "invoke status; body: {}", invoked.text());
-    assert_eq!(invoked.header("x-function-error"), None, "unexpected function error: {}", invoked.text());
+    assert_eq!(
+        invoked.header("x-function-error"),
+        None,
+        "unexpected function error: {}",
+        invoked.text()
+    );
 }
 
 /// Asserts a function error: 200 with `X-Function-Error: Unhandled` and the error type.
@@ -266,7 +305,12 @@ fn assert_success(invoked: &Invoked) {
 #[track_caller]
 fn assert_function_error(invoked: &Invoked, error_type: &str) -> Value {
     assert_eq!(invoked.status, 200, "invoke status; body: {}", invoked.text());
-    assert_eq!(invoked.header("x-function-error"), Some("Unhandled"), "X-Function-Error; body: {}", invoked.text());
+    assert_eq!(
+        invoked.header("x-function-error"),
+        Some("Unhandled"),
+        "X-Function-Error; body: {}",
+        invoked.text()
+    );
     let error = invoked.json();
     assert_eq!(error["errorType"], error_type, "errorType; body: {error}");
     error
@@ -280,7 +324,10 @@ fn assert_api_error(invoked: &Invoked, status: u16, error_type: &str, words: &[&
     assert_eq!(body["type"], error_type, "error type; body: {body}");
     let message = body["message"].as_str().unwrap_or_default();
     for word in words {
-        assert!(message.contains(word), "error message should contain {word:?}: {message}");
+        assert!(
+            message.contains(word),
+            "error message should contain {word:?}: {message}"
+        );
     }
 }
 
@@ -288,12 +335,18 @@ fn assert_api_error(invoked: &Invoked, status: u16, error_type: &str, words: &[&
 async fn records(api: &Api, name: &str) -> Vec<Value> {
     let reply = api.get(&format!("/functions/{name}/invocations")).await;
     assert_eq!(reply.status, 200, "listing invocations of {name}: {}", reply.body);
-    reply.body["invocations"].as_array().expect("invocations is an array").clone()
+    reply.body["invocations"]
+        .as_array()
+        .expect("invocations is an array")
+        .clone()
 }
 
 /// Returns the records with this request id.
 fn records_of<'a>(records: &'a [Value], request_id: &str) -> Vec<&'a Value> {
-    records.iter().filter(|record| record["request_id"] == request_id).collect()
+    records
+        .iter()
+        .filter(|record| record["request_id"] == request_id)
+        .collect()
 }
 
 /// Polls the invocation records until `done` accepts them. Records are written in the
@@ -320,7 +373,10 @@ async fn logs(api: &Api, name: &str, query: &str) -> Vec<Value> {
 }
 
 fn messages(lines: &[Value]) -> Vec<String> {
-    lines.iter().map(|line| line["message"].as_str().unwrap_or_default().to_string()).collect()
+    lines
+        .iter()
+        .map(|line| line["message"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 /// Polls the logs of one invocation until a line contains `needle`, and returns them.
@@ -340,12 +396,18 @@ async fn wait_for_log(api: &Api, name: &str, request_id: &str, needle: &str, tim
 
 /// Runs a `nimbus` client command against the server and returns its output.
 fn run_cli(server: &Server, args: &[&str]) -> std::process::Output {
-    server.cli().args(args).output().unwrap_or_else(|error| panic!("run nimbus {args:?}: {error}"))
+    server
+        .cli()
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| panic!("run nimbus {args:?}: {error}"))
 }
 
 /// Returns the value of `field` in a REPORT line, such as "12.34 ms" for "Duration".
 fn report_field<'a>(report: &'a str, field: &str) -> Option<&'a str> {
-    report.split('\t').find_map(|part| part.trim().strip_prefix(&format!("{field}: ")))
+    report
+        .split('\t')
+        .find_map(|part| part.trim().strip_prefix(&format!("{field}: ")))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -386,7 +448,9 @@ async fn context_matches_request() {
     assert_eq!(first.json()["request_id"], first.request_id());
     assert_eq!(second.json()["request_id"], second.request_id());
     assert_ne!(first.request_id(), second.request_id());
-    let remaining = first.json()["remaining_ms"].as_i64().expect("remaining_ms is an integer");
+    let remaining = first.json()["remaining_ms"]
+        .as_i64()
+        .expect("remaining_ms is an integer");
     assert!(remaining > 0, "{remaining}");
     assert!(remaining <= 3000, "{remaining}");
 }
@@ -399,7 +463,14 @@ async fn empty_body_is_empty_object() {
     let invoked = invoke_raw(&lab.api, "empty", &[], Vec::new()).await;
 
     assert_success(&invoked);
-    let lines = wait_for_log(&lab.api, "empty", &invoked.request_id(), "event", Duration::from_secs(5)).await;
+    let lines = wait_for_log(
+        &lab.api,
+        "empty",
+        &invoked.request_id(),
+        "event",
+        Duration::from_secs(5),
+    )
+    .await;
     assert!(lines.contains(&"event {}".to_string()), "{lines:#?}");
 }
 
@@ -409,11 +480,17 @@ async fn executed_version_header() {
     lab.python_function("versioned", json!({})).await;
     let published = lab.api.post("/functions/versioned/versions", &json!({})).await;
     assert_eq!(published.status, 201, "publish version 1: {}", published.body);
-    let updated = lab.api.put("/functions/versioned/configuration", &json!({"memory_size": 256})).await;
+    let updated = lab
+        .api
+        .put("/functions/versioned/configuration", &json!({"memory_size": 256}))
+        .await;
     assert_eq!(updated.status, 200, "update configuration: {}", updated.body);
     let published = lab.api.post("/functions/versioned/versions", &json!({})).await;
     assert_eq!(published.status, 201, "publish version 2: {}", published.body);
-    let alias = lab.api.put("/functions/versioned/aliases/live", &json!({"function_version": "1"})).await;
+    let alias = lab
+        .api
+        .put("/functions/versioned/aliases/live", &json!({"function_version": "1"}))
+        .await;
     assert_eq!(alias.status, 201, "create alias: {}", alias.body);
 
     let latest = invoke(&lab.api, "versioned", &json!({})).await;
@@ -443,23 +520,47 @@ async fn log_tail_cold_then_warm() {
     assert_success(&cold);
     let cold_log = cold.log_tail();
     let request_id = cold.request_id();
-    assert!(cold_log.contains(&format!("START RequestId: {request_id} Version: $LATEST")), "{cold_log}");
+    assert!(
+        cold_log.contains(&format!("START RequestId: {request_id} Version: $LATEST")),
+        "{cold_log}"
+    );
     assert!(cold_log.contains(r#"event {"marker": "first"}"#), "{cold_log}");
     assert!(cold_log.contains(&format!("END RequestId: {request_id}")), "{cold_log}");
-    let report = cold_log.lines().find(|line| line.starts_with("REPORT RequestId:")).expect("a REPORT line");
+    let report = cold_log
+        .lines()
+        .find(|line| line.starts_with("REPORT RequestId:"))
+        .expect("a REPORT line");
     assert!(report.contains(&request_id), "{report}");
-    assert!(report_field(report, "Duration").is_some_and(|v| v.ends_with(" ms")), "{report}");
-    assert!(report_field(report, "Billed Duration").is_some_and(|v| v.ends_with(" ms")), "{report}");
+    assert!(
+        report_field(report, "Duration").is_some_and(|v| v.ends_with(" ms")),
+        "{report}"
+    );
+    assert!(
+        report_field(report, "Billed Duration").is_some_and(|v| v.ends_with(" ms")),
+        "{report}"
+    );
     assert_eq!(report_field(report, "Memory Size"), Some("128 MB"), "{report}");
-    assert!(report_field(report, "Max Memory Used").is_some_and(|v| v.ends_with(" MB")), "{report}");
-    assert!(report_field(report, "Init Duration").is_some_and(|v| v.ends_with(" ms")), "{report}");
+    assert!(
+        report_field(report, "Max Memory Used").is_some_and(|v| v.ends_with(" MB")),
+        "{report}"
+    );
+    assert!(
+        report_field(report, "Init Duration").is_some_and(|v| v.ends_with(" ms")),
+        "{report}"
+    );
     assert!(cold.header("x-cold-start").is_some(), "cold start has X-Cold-Start");
 
     assert_success(&warm);
     let warm_log = warm.log_tail();
     assert!(warm_log.contains(r#"event {"marker": "second"}"#), "{warm_log}");
-    assert!(!warm_log.contains("first"), "the warm log holds only its own invocation: {warm_log}");
-    let report = warm_log.lines().find(|line| line.starts_with("REPORT RequestId:")).expect("a REPORT line");
+    assert!(
+        !warm_log.contains("first"),
+        "the warm log holds only its own invocation: {warm_log}"
+    );
+    let report = warm_log
+        .lines()
+        .find(|line| line.starts_with("REPORT RequestId:"))
+        .expect("a REPORT line");
     assert!(report_field(report, "Duration").is_some(), "{report}");
     assert_eq!(report_field(report, "Init Duration"), None, "{report}");
     assert_eq!(warm.header("x-cold-start"), None);
@@ -470,7 +571,13 @@ async fn log_tail_last_4kb() {
     let lab = Lab::start();
     lab.python_function("chatty", json!({})).await;
 
-    let invoked = invoke_raw(&lab.api, "chatty", &[("x-log-type", "Tail")], br#"{"action": "chatty"}"#.to_vec()).await;
+    let invoked = invoke_raw(
+        &lab.api,
+        "chatty",
+        &[("x-log-type", "Tail")],
+        br#"{"action": "chatty"}"#.to_vec(),
+    )
+    .await;
 
     assert_success(&invoked);
     let tail = invoked.log_tail();
@@ -480,8 +587,18 @@ async fn log_tail_last_4kb() {
     assert!(!tail.contains("chatty line 000"), "the tail drops the start: {tail}");
     let last = tail.lines().last().unwrap_or_default();
     assert!(last.starts_with("REPORT RequestId:"), "{last}");
-    let stored = wait_for_log(&lab.api, "chatty", &invoked.request_id(), "REPORT", Duration::from_secs(5)).await;
-    assert!(stored.iter().any(|m| m.starts_with("chatty line 000")), "the stored log is complete: {stored:#?}");
+    let stored = wait_for_log(
+        &lab.api,
+        "chatty",
+        &invoked.request_id(),
+        "REPORT",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        stored.iter().any(|m| m.starts_with("chatty line 000")),
+        "the stored log is complete: {stored:#?}"
+    );
 }
 
 #[tokio::test]
@@ -496,8 +613,12 @@ async fn init_output_before_start() {
     let warm = invoke_raw(&lab.api, "preload", &tail, b"{}".to_vec()).await;
 
     let cold_log = cold.log_tail();
-    let loading = cold_log.find("loading the model").unwrap_or_else(|| panic!("no init output: {cold_log}"));
-    let start = cold_log.find("START RequestId:").unwrap_or_else(|| panic!("no START line: {cold_log}"));
+    let loading = cold_log
+        .find("loading the model")
+        .unwrap_or_else(|| panic!("no init output: {cold_log}"));
+    let start = cold_log
+        .find("START RequestId:")
+        .unwrap_or_else(|| panic!("no START line: {cold_log}"));
     assert!(loading < start, "init output comes before START: {cold_log}");
     assert!(!warm.log_tail().contains("loading the model"), "{}", warm.log_tail());
 }
@@ -507,11 +628,20 @@ async fn node_log_lines_carry_request_id() {
     let lab = Lab::start();
     lab.node_function("nodelog", json!({})).await;
 
-    let invoked = invoke_raw(&lab.api, "nodelog", &[("x-log-type", "Tail")], br#"{"marker": "n1"}"#.to_vec()).await;
+    let invoked = invoke_raw(
+        &lab.api,
+        "nodelog",
+        &[("x-log-type", "Tail")],
+        br#"{"marker": "n1"}"#.to_vec(),
+    )
+    .await;
 
     assert_success(&invoked);
     let tail = invoked.log_tail();
-    let line = tail.lines().find(|line| line.contains(r#"event {"marker":"n1"}"#)).unwrap_or_else(|| panic!("{tail}"));
+    let line = tail
+        .lines()
+        .find(|line| line.contains(r#"event {"marker":"n1"}"#))
+        .unwrap_or_else(|| panic!("{tail}"));
     let fields: Vec<&str> = line.split('\t').collect();
     assert_eq!(fields.len(), 4, "timestamp, request id, level and message: {line:?}");
     assert_eq!(fields[1], invoked.request_id());
@@ -572,9 +702,22 @@ async fn client_context_invalid() {
     let bad_base64 = invoke_raw(&lab.api, "context", &[("x-client-context", "%%%")], b"{}".to_vec()).await;
     let bad_json = invoke_raw(&lab.api, "context", &[("x-client-context", &not_json)], b"{}".to_vec()).await;
 
-    assert_api_error(&bad_base64, 400, "InvalidRequestContentException", &["X-Client-Context", "base64"]);
-    assert_api_error(&bad_json, 400, "InvalidRequestContentException", &["X-Client-Context", "JSON"]);
-    assert!(records(&lab.api, "context").await.is_empty(), "a rejected invoke runs nothing");
+    assert_api_error(
+        &bad_base64,
+        400,
+        "InvalidRequestContentException",
+        &["X-Client-Context", "base64"],
+    );
+    assert_api_error(
+        &bad_json,
+        400,
+        "InvalidRequestContentException",
+        &["X-Client-Context", "JSON"],
+    );
+    assert!(
+        records(&lab.api, "context").await.is_empty(),
+        "a rejected invoke runs nothing"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -605,7 +748,10 @@ async fn config_change_starts_new_slot() {
     lab.python_function("resized", json!({})).await;
     invoke(&lab.api, "resized", &json!({})).await;
     let before = invoke(&lab.api, "resized", &json!({})).await;
-    let updated = lab.api.put("/functions/resized/configuration", &json!({"memory_size": 512})).await;
+    let updated = lab
+        .api
+        .put("/functions/resized/configuration", &json!({"memory_size": 512}))
+        .await;
     assert_eq!(updated.status, 200, "update configuration: {}", updated.body);
 
     let after = invoke(&lab.api, "resized", &json!({})).await;
@@ -625,12 +771,18 @@ async fn concurrent_invokes_use_two_slots() {
     let sleep = json!({"action": "sleep", "seconds": 1});
 
     let started = Instant::now();
-    let (one, two) = tokio::join!(invoke(&lab.api, "parallel", &sleep), invoke(&lab.api, "parallel", &sleep));
+    let (one, two) = tokio::join!(
+        invoke(&lab.api, "parallel", &sleep),
+        invoke(&lab.api, "parallel", &sleep)
+    );
     let elapsed = started.elapsed();
 
     assert_success(&one);
     assert_success(&two);
-    assert!(elapsed < Duration::from_millis(1900), "the two invokes ran one after the other: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_millis(1900),
+        "the two invokes ran one after the other: {elapsed:?}"
+    );
     let found = wait_for_records(&lab.api, "parallel", Duration::from_secs(5), |r| r.len() == 2).await;
     assert_ne!(found[0]["slot_id"], found[1]["slot_id"]);
 }
@@ -649,7 +801,12 @@ async fn python_exception_then_recovers() {
     let error = assert_function_error(&failed, "MyError");
     assert_eq!(error["errorMessage"], "boom 7");
     let trace = error["stackTrace"].as_array().expect("stackTrace is an array");
-    assert!(trace.iter().any(|frame| frame.as_str().unwrap_or_default().contains("raise MyError")), "{error}");
+    assert!(
+        trace
+            .iter()
+            .any(|frame| frame.as_str().unwrap_or_default().contains("raise MyError")),
+        "{error}"
+    );
     assert_success(&next);
     assert_eq!(next.json()["count"], 2, "the slot survives a function error");
     let found = wait_for_records(&lab.api, "raiser", Duration::from_secs(5), |r| r.len() == 2).await;
@@ -669,7 +826,11 @@ async fn node_exception_then_recovers() {
     let error = assert_function_error(&failed, "TypeError");
     assert_eq!(error["errorMessage"], "bad input 3");
     let trace = error["trace"].as_array().expect("trace is an array");
-    assert_eq!(trace.first().and_then(Value::as_str), Some("TypeError: bad input 3"), "{error}");
+    assert_eq!(
+        trace.first().and_then(Value::as_str),
+        Some("TypeError: bad input 3"),
+        "{error}"
+    );
     assert!(trace.len() > 1, "the trace has stack frames: {error}");
     assert_success(&next);
     assert_eq!(next.json()["count"], 2, "the slot survives a function error");
@@ -688,7 +849,10 @@ async fn timeout_then_recovers() {
     let error = assert_function_error(&timed_out, "Sandbox.Timedout");
     let message = error["errorMessage"].as_str().unwrap_or_default();
     assert!(message.contains("Task timed out after 1.00 seconds"), "{message}");
-    assert!(elapsed < Duration::from_secs(4), "the timeout ended the invoke after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "the timeout ended the invoke after {elapsed:?}"
+    );
     assert_success(&next);
     assert_eq!(next.json()["count"], 1, "a timed-out slot is replaced");
     let request_id = timed_out.request_id();
@@ -697,8 +861,14 @@ async fn timeout_then_recovers() {
     assert_eq!(record["status"], "TIMEOUT");
     assert_eq!(record["error_type"], "Sandbox.Timedout");
     let lines = wait_for_log(&lab.api, "slow", &request_id, "Task timed out", Duration::from_secs(5)).await;
-    assert!(lines.contains(&"sleeping 5".to_string()), "output before the timeout is kept: {lines:#?}");
-    assert!(lines.iter().any(|line| line.starts_with("REPORT RequestId:")), "{lines:#?}");
+    assert!(
+        lines.contains(&"sleeping 5".to_string()),
+        "output before the timeout is kept: {lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|line| line.starts_with("REPORT RequestId:")),
+        "{lines:#?}"
+    );
 }
 
 /// Checks that a slot whose runtime exits after it responded is replaced, so the next
@@ -714,7 +884,11 @@ async fn check_idle_exit_replaced(args: &[&str]) {
 
     assert_success(&answered);
     assert_success(&next);
-    assert_eq!(next.json()["count"], 1, "a slot whose process exited while idle is replaced");
+    assert_eq!(
+        next.json()["count"],
+        1,
+        "a slot whose process exited while idle is replaced"
+    );
     assert!(next.header("x-cold-start").is_some());
 }
 
@@ -753,7 +927,13 @@ async fn node_timeout_busy_loop() {
     let next = invoke(&lab.api, "spinner", &json!({})).await;
 
     let error = assert_function_error(&timed_out, "Sandbox.Timedout");
-    assert!(error["errorMessage"].as_str().unwrap_or_default().contains("Task timed out after 1.00 seconds"), "{error}");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Task timed out after 1.00 seconds"),
+        "{error}"
+    );
     assert_success(&next);
     assert_eq!(next.json()["count"], 1, "a timed-out slot is replaced");
 }
@@ -767,13 +947,26 @@ async fn node_process_exit() {
     let next = invoke(&lab.api, "nodeexit", &json!({})).await;
 
     let error = assert_function_error(&exited, "Runtime.ExitError");
-    assert!(error["errorMessage"].as_str().unwrap_or_default().contains("exit status 5"), "{error}");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exit status 5"),
+        "{error}"
+    );
     assert_success(&next);
 }
 
 /// Deploys a Python package whose init fails, checks the error on two invokes, then
 /// fixes the code and checks that the next invoke works.
-async fn check_init_failure(lab: &Lab, name: &str, handler: &str, files: &[(&str, &[u8])], error_type: &str, words: &[&str]) {
+async fn check_init_failure(
+    lab: &Lab,
+    name: &str,
+    handler: &str,
+    files: &[(&str, &[u8])],
+    error_type: &str,
+    words: &[&str],
+) {
     deploy(&lab.api, name, &lab.python, handler, &zip_of(files), json!({})).await;
 
     let mut request_ids = Vec::new();
@@ -782,14 +975,26 @@ async fn check_init_failure(lab: &Lab, name: &str, handler: &str, files: &[(&str
         let error = assert_function_error(&failed, error_type);
         let message = error["errorMessage"].as_str().unwrap_or_default();
         for word in words {
-            assert!(message.contains(word), "{name} attempt {attempt}: message should contain {word:?}: {message}");
+            assert!(
+                message.contains(word),
+                "{name} attempt {attempt}: message should contain {word:?}: {message}"
+            );
         }
         request_ids.push(failed.request_id());
     }
     let lines = wait_for_log(&lab.api, name, &request_ids[0], "INIT_REPORT", Duration::from_secs(5)).await;
-    let init_report = lines.iter().find(|line| line.starts_with("INIT_REPORT")).expect("an INIT_REPORT line");
-    assert!(init_report.contains(&format!("Error Type: {error_type}")), "{init_report}");
-    assert!(lines.iter().any(|line| line.starts_with("REPORT RequestId:")), "{lines:#?}");
+    let init_report = lines
+        .iter()
+        .find(|line| line.starts_with("INIT_REPORT"))
+        .expect("an INIT_REPORT line");
+    assert!(
+        init_report.contains(&format!("Error Type: {error_type}")),
+        "{init_report}"
+    );
+    assert!(
+        lines.iter().any(|line| line.starts_with("REPORT RequestId:")),
+        "{lines:#?}"
+    );
     let found = wait_for_records(&lab.api, name, Duration::from_secs(5), |r| r.len() == 2).await;
     for record in &found {
         assert_eq!(record["status"], "ERROR", "{record}");
@@ -800,7 +1005,13 @@ async fn check_init_failure(lab: &Lab, name: &str, handler: &str, files: &[(&str
     let fixed = json!({"zip_file": base64_of(&zip_of(&[("app.py", PYTHON_APP.as_bytes())]))});
     let updated = lab.api.put(&format!("/functions/{name}/code"), &fixed).await;
     assert_eq!(updated.status, 200, "update code of {name}: {}", updated.body);
-    let configured = lab.api.put(&format!("/functions/{name}/configuration"), &json!({"handler": "app.handler"})).await;
+    let configured = lab
+        .api
+        .put(
+            &format!("/functions/{name}/configuration"),
+            &json!({"handler": "app.handler"}),
+        )
+        .await;
     assert_eq!(configured.status, 200, "update handler of {name}: {}", configured.body);
     let next = invoke(&lab.api, name, &json!({})).await;
     assert_success(&next);
@@ -810,8 +1021,19 @@ async fn check_init_failure(lab: &Lab, name: &str, handler: &str, files: &[(&str
 #[tokio::test]
 async fn import_error() {
     let lab = Lab::start();
-    let files: &[(&str, &[u8])] = &[("app.py", b"import no_such_module_here\n\ndef handler(event, context):\n    return 1\n")];
-    check_init_failure(&lab, "importer", "app.handler", files, "Runtime.ImportModuleError", &["no_such_module_here"]).await;
+    let files: &[(&str, &[u8])] = &[(
+        "app.py",
+        b"import no_such_module_here\n\ndef handler(event, context):\n    return 1\n",
+    )];
+    check_init_failure(
+        &lab,
+        "importer",
+        "app.handler",
+        files,
+        "Runtime.ImportModuleError",
+        &["no_such_module_here"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -827,14 +1049,30 @@ async fn init_exception() {
 async fn init_exits() {
     let lab = Lab::start();
     let files: &[(&str, &[u8])] = &[("app.py", b"import sys\nsys.exit(2)\n")];
-    check_init_failure(&lab, "initexit", "app.handler", files, "Runtime.ExitError", &["exit status 2"]).await;
+    check_init_failure(
+        &lab,
+        "initexit",
+        "app.handler",
+        files,
+        "Runtime.ExitError",
+        &["exit status 2"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn handler_not_found() {
     let lab = Lab::start();
     let files: &[(&str, &[u8])] = &[("app.py", b"def other(event, context):\n    return 1\n")];
-    check_init_failure(&lab, "nohandler", "app.missing", files, "Runtime.HandlerNotFound", &["missing"]).await;
+    check_init_failure(
+        &lab,
+        "nohandler",
+        "app.missing",
+        files,
+        "Runtime.HandlerNotFound",
+        &["missing"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -864,7 +1102,11 @@ async fn body_not_json_runs_nothing() {
     let accepted = invoke(&lab.api, "strict", &json!({})).await;
 
     assert_api_error(&rejected, 400, "InvalidRequestContentException", &["json"]);
-    assert_eq!(accepted.json()["count"], 1, "the handler did not run for the rejected body");
+    assert_eq!(
+        accepted.json()["count"],
+        1,
+        "the handler did not run for the rejected body"
+    );
     // Records are written in order, so once the accepted one is there a record of the
     // rejected request would be too.
     let found = wait_for_records(&lab.api, "strict", Duration::from_secs(5), |r| !r.is_empty()).await;
@@ -886,7 +1128,12 @@ async fn payload_size_limits() {
 
     assert_api_error(&sync_over, 413, "RequestTooLargeException", &["6291456"]);
     assert_success(&sync_at_limit);
-    assert_api_error(&event_over, 413, "RequestTooLargeException", &["1048576", "asynchronous"]);
+    assert_api_error(
+        &event_over,
+        413,
+        "RequestTooLargeException",
+        &["1048576", "asynchronous"],
+    );
     assert_eq!(event_at_limit.status, 202, "{}", event_at_limit.text());
 }
 
@@ -911,7 +1158,12 @@ async fn invalid_log_type() {
 
     let rejected = invoke_raw(&lab.api, "logtype", &[("x-log-type", "Everything")], b"{}".to_vec()).await;
 
-    assert_api_error(&rejected, 400, "InvalidParameterValueException", &["X-Log-Type", "Everything", "Tail"]);
+    assert_api_error(
+        &rejected,
+        400,
+        "InvalidParameterValueException",
+        &["X-Log-Type", "Everything", "Tail"],
+    );
 }
 
 #[tokio::test]
@@ -921,7 +1173,12 @@ async fn unknown_invocation_type() {
 
     let rejected = invoke_raw(&lab.api, "typed", &[("x-invocation-type", "Later")], b"{}".to_vec()).await;
 
-    assert_api_error(&rejected, 400, "InvalidParameterValueException", &["X-Invocation-Type", "Later", "Event"]);
+    assert_api_error(
+        &rejected,
+        400,
+        "InvalidParameterValueException",
+        &["X-Invocation-Type", "Later", "Event"],
+    );
 }
 
 #[tokio::test]
@@ -946,18 +1203,31 @@ async fn runtime_not_offered() {
 async fn reserved_concurrency_zero_throttles() {
     let lab = Lab::start();
     lab.python_function("blocked", json!({})).await;
-    let reserved = lab.api.put("/functions/blocked/concurrency", &json!({"reserved_concurrent_executions": 0})).await;
+    let reserved = lab
+        .api
+        .put(
+            "/functions/blocked/concurrency",
+            &json!({"reserved_concurrent_executions": 0}),
+        )
+        .await;
     assert_eq!(reserved.status, 200, "reserve concurrency: {}", reserved.body);
 
     let throttled = invoke(&lab.api, "blocked", &json!({})).await;
 
     assert_api_error(&throttled, 429, "TooManyRequestsException", &["reserved concurrency 0"]);
-    assert_eq!(throttled.json()["reason"], "ReservedFunctionConcurrentInvocationLimitExceeded");
+    assert_eq!(
+        throttled.json()["reason"],
+        "ReservedFunctionConcurrentInvocationLimitExceeded"
+    );
     assert!(throttled.header("retry-after").is_some(), "429 has Retry-After");
     let found = wait_for_records(&lab.api, "blocked", Duration::from_secs(5), |r| !r.is_empty()).await;
     assert_eq!(found[0]["status"], "THROTTLED");
     assert_eq!(found[0]["error_type"], "TooManyRequestsException");
-    assert!(found[0]["trace_id"].as_str().unwrap_or_default().starts_with("Root=1-"), "{}", found[0]);
+    assert!(
+        found[0]["trace_id"].as_str().unwrap_or_default().starts_with("Root=1-"),
+        "{}",
+        found[0]
+    );
 
     let removed = lab.api.delete("/functions/blocked/concurrency").await;
     assert_eq!(removed.status, 204, "remove the reservation: {}", removed.body);
@@ -981,9 +1251,22 @@ async fn event_runs_later() {
     assert_eq!(queued.status, 202, "{}", queued.text());
     assert!(queued.body.is_empty(), "202 has no body: {}", queued.text());
     let request_id = queued.request_id();
-    let lines = wait_for_log(&lab.api, "later", &request_id, r#"event {"marker": "async-1"}"#, Duration::from_secs(10)).await;
-    assert!(lines.iter().any(|line| line.starts_with("START RequestId:")), "{lines:#?}");
-    assert!(lines.contains(&r#"custom {"queued": true}"#.to_string()), "the client context reaches the function: {lines:#?}");
+    let lines = wait_for_log(
+        &lab.api,
+        "later",
+        &request_id,
+        r#"event {"marker": "async-1"}"#,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        lines.iter().any(|line| line.starts_with("START RequestId:")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.contains(&r#"custom {"queued": true}"#.to_string()),
+        "the client context reaches the function: {lines:#?}"
+    );
     let found = wait_for_records(&lab.api, "later", Duration::from_secs(5), |r| !r.is_empty()).await;
     assert_eq!(found[0]["request_id"], request_id);
     assert_eq!(found[0]["invocation_type"], "Event");
@@ -996,10 +1279,19 @@ async fn event_through_alias() {
     lab.python_function("aliased", json!({})).await;
     let published = lab.api.post("/functions/aliased/versions", &json!({})).await;
     assert_eq!(published.status, 201, "publish version 1: {}", published.body);
-    let alias = lab.api.put("/functions/aliased/aliases/prod", &json!({"function_version": "1"})).await;
+    let alias = lab
+        .api
+        .put("/functions/aliased/aliases/prod", &json!({"function_version": "1"}))
+        .await;
     assert_eq!(alias.status, 201, "create alias: {}", alias.body);
 
-    let queued = invoke_raw(&lab.api, "aliased?qualifier=prod", &[("x-invocation-type", "Event")], b"{}".to_vec()).await;
+    let queued = invoke_raw(
+        &lab.api,
+        "aliased?qualifier=prod",
+        &[("x-invocation-type", "Event")],
+        b"{}".to_vec(),
+    )
+    .await;
 
     assert_eq!(queued.status, 202, "{}", queued.text());
     let found = wait_for_records(&lab.api, "aliased", Duration::from_secs(10), |r| !r.is_empty()).await;
@@ -1013,12 +1305,20 @@ async fn failed_event_retried_twice() {
     let lab = Lab::start_with(&["--async-retry-delays", "1,1"]);
     lab.python_function("flaky", json!({})).await;
 
-    let queued =
-        invoke_raw(&lab.api, "flaky", &[("x-invocation-type", "Event")], br#"{"action": "raise", "n": 1}"#.to_vec()).await;
+    let queued = invoke_raw(
+        &lab.api,
+        "flaky",
+        &[("x-invocation-type", "Event")],
+        br#"{"action": "raise", "n": 1}"#.to_vec(),
+    )
+    .await;
 
     assert_eq!(queued.status, 202, "{}", queued.text());
     let request_id = queued.request_id();
-    let found = wait_for_records(&lab.api, "flaky", Duration::from_secs(15), |r| records_of(r, &request_id).len() >= 3).await;
+    let found = wait_for_records(&lab.api, "flaky", Duration::from_secs(15), |r| {
+        records_of(r, &request_id).len() >= 3
+    })
+    .await;
     let attempts = records_of(&found, &request_id);
     assert_eq!(attempts.len(), 3, "{attempts:#?}");
     for attempt in &attempts {
@@ -1037,14 +1337,28 @@ async fn queued_event_survives_restart() {
     let args = ["--api-key", API_KEY];
     let first = Lab::around(Server::start_in(data_dir.path(), &args, &[]));
     first.python_function("durable", json!({})).await;
-    let reserved = first.api.put("/functions/durable/concurrency", &json!({"reserved_concurrent_executions": 0})).await;
+    let reserved = first
+        .api
+        .put(
+            "/functions/durable/concurrency",
+            &json!({"reserved_concurrent_executions": 0}),
+        )
+        .await;
     assert_eq!(reserved.status, 200, "reserve concurrency: {}", reserved.body);
 
-    let queued =
-        invoke_raw(&first.api, "durable", &[("x-invocation-type", "Event")], br#"{"marker": "survivor"}"#.to_vec()).await;
+    let queued = invoke_raw(
+        &first.api,
+        "durable",
+        &[("x-invocation-type", "Event")],
+        br#"{"marker": "survivor"}"#.to_vec(),
+    )
+    .await;
     assert_eq!(queued.status, 202, "{}", queued.text());
     let request_id = queued.request_id();
-    let found = wait_for_records(&first.api, "durable", Duration::from_secs(10), |r| !records_of(r, &request_id).is_empty()).await;
+    let found = wait_for_records(&first.api, "durable", Duration::from_secs(10), |r| {
+        !records_of(r, &request_id).is_empty()
+    })
+    .await;
     assert_eq!(records_of(&found, &request_id)[0]["status"], "THROTTLED");
     first.server.stop_gracefully();
 
@@ -1052,13 +1366,28 @@ async fn queued_event_survives_restart() {
     let removed = second.api.delete("/functions/durable/concurrency").await;
     assert_eq!(removed.status, 204, "remove the reservation: {}", removed.body);
 
-    let lines = wait_for_log(&second.api, "durable", &request_id, r#"event {"marker": "survivor"}"#, Duration::from_secs(15)).await;
-    assert!(lines.iter().any(|line| line.starts_with("END RequestId:")), "{lines:#?}");
+    let lines = wait_for_log(
+        &second.api,
+        "durable",
+        &request_id,
+        r#"event {"marker": "survivor"}"#,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert!(
+        lines.iter().any(|line| line.starts_with("END RequestId:")),
+        "{lines:#?}"
+    );
     let found = wait_for_records(&second.api, "durable", Duration::from_secs(5), |r| {
-        records_of(r, &request_id).iter().any(|record| record["status"] == "SUCCESS")
+        records_of(r, &request_id)
+            .iter()
+            .any(|record| record["status"] == "SUCCESS")
     })
     .await;
-    let succeeded = records_of(&found, &request_id).into_iter().filter(|record| record["status"] == "SUCCESS").count();
+    let succeeded = records_of(&found, &request_id)
+        .into_iter()
+        .filter(|record| record["status"] == "SUCCESS")
+        .count();
     assert_eq!(succeeded, 1, "the event ran once");
 }
 
@@ -1076,7 +1405,9 @@ async fn dry_run_runs_nothing() {
     assert_eq!(real.json()["count"], 1, "the dry run did not run the handler");
     let found = wait_for_records(&lab.api, "dry", Duration::from_secs(5), |r| !r.is_empty()).await;
     assert_eq!(found.len(), 1, "{found:#?}");
-    assert!(logs(&lab.api, "dry", &format!("request_id={}", dry.request_id())).await.is_empty());
+    assert!(logs(&lab.api, "dry", &format!("request_id={}", dry.request_id()))
+        .await
+        .is_empty());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1100,17 +1431,28 @@ async fn invocation_record_fields() {
         assert_eq!(record["version"], "$LATEST", "{record}");
         assert_eq!(record["invocation_type"], "RequestResponse", "{record}");
         let duration = record["duration_ms"].as_f64().expect("duration_ms is a number");
-        let billed = record["billed_duration_ms"].as_u64().expect("billed_duration_ms is an integer");
+        let billed = record["billed_duration_ms"]
+            .as_u64()
+            .expect("billed_duration_ms is an integer");
         assert!(duration > 0.0, "{record}");
         assert!(billed as f64 >= duration, "{record}");
         assert!(record["memory_used_mb"].as_u64().is_some_and(|mb| mb > 0), "{record}");
-        assert!(record["trace_id"].as_str().is_some_and(|id| id.starts_with("Root=1-")), "{record}");
+        assert!(
+            record["trace_id"].as_str().is_some_and(|id| id.starts_with("Root=1-")),
+            "{record}"
+        );
         assert_eq!(record["slot_id"], cold_record["slot_id"], "{record}");
     }
     assert_eq!(cold_record["status"], "SUCCESS");
     assert_eq!(cold_record["cold_start"], true);
-    assert!(cold_record["init_duration_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{cold_record}");
-    assert!(cold_record["slot_id"].as_str().is_some_and(|id| !id.is_empty()), "{cold_record}");
+    assert!(
+        cold_record["init_duration_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{cold_record}"
+    );
+    assert!(
+        cold_record["slot_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{cold_record}"
+    );
     assert_eq!(warm_record["status"], "SUCCESS");
     assert_eq!(warm_record["cold_start"], false);
     assert_eq!(warm_record["init_duration_ms"], Value::Null);
@@ -1128,22 +1470,45 @@ async fn logs_filtered_by_request_and_time() {
     let between = now_ms();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let second = invoke(&lab.api, "logged", &json!({"marker": "two"})).await;
-    wait_for_log(&lab.api, "logged", &second.request_id(), "END RequestId", Duration::from_secs(5)).await;
+    wait_for_log(
+        &lab.api,
+        "logged",
+        &second.request_id(),
+        "END RequestId",
+        Duration::from_secs(5),
+    )
+    .await;
 
     let of_first = logs(&lab.api, "logged", &format!("request_id={}", first.request_id())).await;
     let since = logs(&lab.api, "logged", &format!("start_time={between}")).await;
     let before = logs(&lab.api, "logged", &format!("end_time={between}")).await;
     // The second invocation's first line, as RFC 3339 instead of epoch milliseconds.
-    let second_start = since.first().and_then(|line| line["timestamp"].as_str()).unwrap_or_default().to_string();
+    let second_start = since
+        .first()
+        .and_then(|line| line["timestamp"].as_str())
+        .unwrap_or_default()
+        .to_string();
     let since_rfc3339 = logs(&lab.api, "logged", &format!("start_time={second_start}")).await;
     let all = logs(&lab.api, "logged", "").await;
 
     let first_messages = messages(&of_first);
-    assert!(first_messages.iter().any(|m| m.contains(r#""marker": "one""#)), "{first_messages:#?}");
-    assert!(of_first.iter().all(|line| line["request_id"] == first.request_id()), "{of_first:#?}");
+    assert!(
+        first_messages.iter().any(|m| m.contains(r#""marker": "one""#)),
+        "{first_messages:#?}"
+    );
+    assert!(
+        of_first.iter().all(|line| line["request_id"] == first.request_id()),
+        "{of_first:#?}"
+    );
     assert!(!since.is_empty());
-    assert!(since.iter().all(|line| line["request_id"] == second.request_id()), "{since:#?}");
-    assert!(messages(&since).iter().any(|m| m.contains(r#""marker": "two""#)), "{since:#?}");
+    assert!(
+        since.iter().all(|line| line["request_id"] == second.request_id()),
+        "{since:#?}"
+    );
+    assert!(
+        messages(&since).iter().any(|m| m.contains(r#""marker": "two""#)),
+        "{since:#?}"
+    );
     assert_eq!(messages(&since_rfc3339), messages(&since));
     assert_eq!(messages(&before), first_messages);
     assert_eq!(all.len(), of_first.len() + since.len(), "{all:#?}");
@@ -1169,7 +1534,10 @@ async fn cli_invoke_prints_body() {
     let lab = Lab::start();
     lab.python_function("cli", json!({})).await;
 
-    let output = run_cli(&lab.server, &["invoke", "cli", "--payload", r#"{"action": "text"}"#, "--log-tail"]);
+    let output = run_cli(
+        &lab.server,
+        &["invoke", "cli", "--payload", r#"{"action": "text"}"#, "--log-tail"],
+    );
 
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1184,7 +1552,10 @@ async fn cli_invoke_function_error() {
     let lab = Lab::start();
     lab.python_function("clifail", json!({})).await;
 
-    let output = run_cli(&lab.server, &["invoke", "clifail", "--payload", r#"{"action": "raise", "n": 2}"#]);
+    let output = run_cli(
+        &lab.server,
+        &["invoke", "clifail", "--payload", r#"{"action": "raise", "n": 2}"#],
+    );
 
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1199,15 +1570,39 @@ async fn cli_invoke_async_and_context() {
     let lab = Lab::start();
     lab.python_function("cliasync", json!({})).await;
 
-    let queued = run_cli(&lab.server, &["invoke", "cliasync", "--async", "--payload", r#"{"marker": "cli-async"}"#]);
-    let with_context =
-        run_cli(&lab.server, &["invoke", "cliasync", "--client-context", r#"{"custom": {"from": "cli"}}"#]);
+    let queued = run_cli(
+        &lab.server,
+        &[
+            "invoke",
+            "cliasync",
+            "--async",
+            "--payload",
+            r#"{"marker": "cli-async"}"#,
+        ],
+    );
+    let with_context = run_cli(
+        &lab.server,
+        &[
+            "invoke",
+            "cliasync",
+            "--client-context",
+            r#"{"custom": {"from": "cli"}}"#,
+        ],
+    );
 
     let queued_stdout = String::from_utf8_lossy(&queued.stdout);
     assert!(queued.status.success(), "{}", String::from_utf8_lossy(&queued.stderr));
-    let request_id = queued_stdout.trim().strip_prefix("queued event ").expect("prints the queued request id").to_string();
+    let request_id = queued_stdout
+        .trim()
+        .strip_prefix("queued event ")
+        .expect("prints the queued request id")
+        .to_string();
     wait_for_log(&lab.api, "cliasync", &request_id, "cli-async", Duration::from_secs(10)).await;
-    assert!(with_context.status.success(), "{}", String::from_utf8_lossy(&with_context.stderr));
+    assert!(
+        with_context.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_context.stderr)
+    );
     let body: Value = serde_json::from_slice(&with_context.stdout).expect("the CLI prints the JSON body");
     assert_eq!(body["custom"], json!({"from": "cli"}));
 }
@@ -1218,7 +1613,14 @@ async fn cli_logs_prints_lines() {
     lab.python_function("printed", json!({})).await;
     let invoked = invoke(&lab.api, "printed", &json!({"marker": "cli-logs"})).await;
     let request_id = invoked.request_id();
-    wait_for_log(&lab.api, "printed", &request_id, "END RequestId", Duration::from_secs(5)).await;
+    wait_for_log(
+        &lab.api,
+        "printed",
+        &request_id,
+        "END RequestId",
+        Duration::from_secs(5),
+    )
+    .await;
 
     let output = run_cli(&lab.server, &["logs", "printed"]);
     let filtered = run_cli(&lab.server, &["logs", "printed", "--request-id", "no-such-request"]);
@@ -1229,7 +1631,11 @@ async fn cli_logs_prints_lines() {
     assert!(stdout.contains(r#"event {"marker": "cli-logs"}"#), "{stdout}");
     assert!(stdout.contains(&format!("REPORT RequestId: {request_id}")), "{stdout}");
     assert!(filtered.status.success());
-    assert!(filtered.stdout.is_empty(), "{}", String::from_utf8_lossy(&filtered.stdout));
+    assert!(
+        filtered.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&filtered.stdout)
+    );
 }
 
 #[tokio::test]
@@ -1265,7 +1671,9 @@ async fn cli_logs_follow() {
                 Err(_) => break,
             }
         }
-        Err(format!("nimbus logs --follow printed no line with {needle:?} within 10 s"))
+        Err(format!(
+            "nimbus logs --follow printed no line with {needle:?} within 10 s"
+        ))
     };
 
     let started = wait_for_line("before-follow");
@@ -1298,7 +1706,10 @@ async fn idle_slot_expires() {
     assert!(cold.header("x-cold-start").is_some());
     assert_eq!(warm.header("x-cold-start"), None);
     assert_eq!(warm.json()["count"], 2);
-    assert!(after_idle.header("x-cold-start").is_some(), "an expired slot means a cold start");
+    assert!(
+        after_idle.header("x-cold-start").is_some(),
+        "an expired slot means a cold start"
+    );
     assert_eq!(after_idle.json()["count"], 1);
     let found = wait_for_records(&lab.api, "idle", Duration::from_secs(5), |r| r.len() == 3).await;
     assert_eq!(found[0]["cold_start"], true);
@@ -1319,7 +1730,11 @@ async fn max_slots_evicts_idle_slot() {
     assert_success(&second);
     assert!(second.header("x-cold-start").is_some());
     assert_success(&first_again);
-    assert_eq!(first_again.json()["count"], 1, "the idle slot of 'first' made room for 'second'");
+    assert_eq!(
+        first_again.json()["count"],
+        1,
+        "the idle slot of 'first' made room for 'second'"
+    );
 }
 
 #[tokio::test]
@@ -1363,7 +1778,10 @@ async fn failed_slots_free_capacity() {
 async fn client_disconnect_keeps_slot() {
     let lab = Lab::start();
     lab.python_function("patient", json!({"timeout": 10})).await;
-    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().expect("build a client");
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .expect("build a client");
 
     let abandoned = impatient
         .post(format!("{}/functions/patient/invocations", lab.api.url))
@@ -1373,11 +1791,17 @@ async fn client_disconnect_keeps_slot() {
         .await;
     let next = invoke(&lab.api, "patient", &json!({})).await;
 
-    assert!(abandoned.as_ref().is_err_and(reqwest::Error::is_timeout), "{abandoned:?}");
+    assert!(
+        abandoned.as_ref().is_err_and(reqwest::Error::is_timeout),
+        "{abandoned:?}"
+    );
     assert_success(&next);
     let next_id = next.request_id();
     let found = wait_for_records(&lab.api, "patient", Duration::from_secs(10), |r| r.len() == 2).await;
-    let first = found.iter().find(|record| record["request_id"] != next_id.as_str()).expect("a record of the abandoned invoke");
+    let first = found
+        .iter()
+        .find(|record| record["request_id"] != next_id.as_str())
+        .expect("a record of the abandoned invoke");
     assert_eq!(first["status"], "SUCCESS", "{first}");
     assert!(first["duration_ms"].as_f64().is_some_and(|ms| ms >= 2000.0), "{first}");
     // The slot went back to the pool: with both slots idle, two invokes at once are warm.
@@ -1423,7 +1847,15 @@ async fn node_callback_handler() {
 async fn node_module_in_folder() {
     let lab = Lab::start();
     let zip = zip_of(&[("src/handlers/app.mjs", NODE_MODULE_APP.as_bytes())]);
-    deploy(&lab.api, "nodemodule", &lab.node, "src/handlers/app.handler", &zip, json!({})).await;
+    deploy(
+        &lab.api,
+        "nodemodule",
+        &lab.node,
+        "src/handlers/app.handler",
+        &zip,
+        json!({}),
+    )
+    .await;
 
     let invoked = invoke(&lab.api, "nodemodule", &json!({"echo": "ünïcode"})).await;
 
@@ -1444,7 +1876,9 @@ fn run_setup(program: &str, args: &[&str], directory: Option<&Path>) -> std::pro
     if let Some(directory) = directory {
         command.current_dir(directory);
     }
-    let output = command.output().unwrap_or_else(|error| panic!("`{program} {}` could not start: {error}", args.join(" ")));
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("`{program} {}` could not start: {error}", args.join(" ")));
     if !output.status.success() {
         panic!(
             "`{program} {}` failed with {}\nstdout: {}\nstderr: {}",
@@ -1460,7 +1894,16 @@ fn run_setup(program: &str, args: &[&str], directory: Option<&Path>) -> std::pro
 /// Installs awslambdaric from PyPI into `target` for the host's /usr/bin/python3.
 fn install_awslambdaric(target: &Path) {
     let target = target.to_str().expect("temp paths are UTF-8");
-    let first = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", target, "awslambdaric"];
+    let first = [
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--target",
+        target,
+        "awslambdaric",
+    ];
     let installed = Command::new("/usr/bin/python3").args(first).output();
     if installed.as_ref().is_ok_and(|output| output.status.success()) {
         return;
@@ -1469,7 +1912,10 @@ fn install_awslambdaric(target: &Path) {
         Ok(output) => String::from_utf8_lossy(&output.stderr).into_owned(),
         Err(error) => error.to_string(),
     };
-    eprintln!("`/usr/bin/python3 {}` failed, trying wheels for 3.11: {first_error}", first.join(" "));
+    eprintln!(
+        "`/usr/bin/python3 {}` failed, trying wheels for 3.11: {first_error}",
+        first.join(" ")
+    );
     let fallback = [
         "-m",
         "pip",
@@ -1494,9 +1940,21 @@ async fn awslambdaric_python_runtime() {
     let app = "def handler(event, context):\n    if event.get(\"fail\"):\n        raise KeyError(\"missing item\")\n    return {\"client\": \"awslambdaric\", \"sum\": sum(event[\"numbers\"]), \"request_id\": context.aws_request_id}\n";
     std::fs::write(package.path().join("app.py"), app).expect("write app.py");
     let bootstrap = package.path().join("bootstrap");
-    std::fs::write(&bootstrap, "#!/bin/sh\nexec /usr/bin/python3 -m awslambdaric app.handler\n").expect("write bootstrap");
+    std::fs::write(
+        &bootstrap,
+        "#!/bin/sh\nexec /usr/bin/python3 -m awslambdaric app.handler\n",
+    )
+    .expect("write bootstrap");
     std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).expect("make bootstrap executable");
-    deploy(&lab.api, "ric", "provided.al2023", "app.handler", &zip_dir(package.path()), json!({})).await;
+    deploy(
+        &lab.api,
+        "ric",
+        "provided.al2023",
+        "app.handler",
+        &zip_dir(package.path()),
+        json!({}),
+    )
+    .await;
 
     let invoked = invoke(&lab.api, "ric", &json!({"numbers": [1, 2, 3]})).await;
     let failed = invoke(&lab.api, "ric", &json!({"fail": true})).await;
@@ -1507,9 +1965,92 @@ async fn awslambdaric_python_runtime() {
     assert_eq!(invoked.json()["sum"], 6);
     assert_eq!(invoked.json()["request_id"], invoked.request_id());
     let error = assert_function_error(&failed, "KeyError");
-    assert!(error["errorMessage"].as_str().unwrap_or_default().contains("missing item"), "{error}");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("missing item"),
+        "{error}"
+    );
     assert_success(&again);
     assert_eq!(again.json()["sum"], 10);
+}
+
+/// Installs aws-lambda-ric from npm into a scratch project and copies the parts a
+/// function needs at run time (its entry point and the built native addon) to
+/// `target/node_modules/aws-lambda-ric`. Building the addon needs cmake, autoconf,
+/// automake, libtool and a C++ compiler.
+fn install_aws_lambda_ric(target: &Path) {
+    let project = tempfile::tempdir().expect("create an npm project");
+    // npm 11 runs a dependency's install scripts only when allowScripts lists it.
+    std::fs::write(
+        project.path().join("package.json"),
+        r#"{"name": "ric-build", "version": "1.0.0", "private": true, "allowScripts": {"aws-lambda-ric": true}}"#,
+    )
+    .expect("write package.json");
+    run_setup(
+        "npm",
+        &["install", "--no-audit", "--no-fund", "aws-lambda-ric@3"],
+        Some(project.path()),
+    );
+    let installed = project.path().join("node_modules/aws-lambda-ric");
+    assert!(
+        installed.join("dist/rapid-client.node").exists(),
+        "npm installed aws-lambda-ric without building its native addon; install cmake, autoconf, automake, libtool and g++"
+    );
+    let destination = target.join("node_modules/aws-lambda-ric");
+    std::fs::create_dir_all(&destination).expect("create node_modules");
+    for part in ["bin", "dist", "package.json"] {
+        run_setup(
+            "cp",
+            &[
+                "-r",
+                installed.join(part).to_str().unwrap(),
+                destination.to_str().unwrap(),
+            ],
+            None,
+        );
+    }
+}
+
+#[tokio::test]
+async fn aws_lambda_ric_node_runtime() {
+    let lab = Lab::start();
+    let package = tempfile::tempdir().expect("create a package directory");
+    install_aws_lambda_ric(package.path());
+    let handler = "exports.handler = async (event) => {\n  if (event.fail) throw new TypeError('bad input');\n  return { client: 'aws-lambda-ric', doubled: event.n * 2 };\n};\n";
+    std::fs::write(package.path().join("index.js"), handler).expect("write index.js");
+    let bootstrap = package.path().join("bootstrap");
+    std::fs::write(
+        &bootstrap,
+        "#!/bin/sh\nexec /usr/bin/node /var/task/node_modules/aws-lambda-ric/bin/index.mjs index.handler\n",
+    )
+    .expect("write bootstrap");
+    std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).expect("make bootstrap executable");
+    deploy(
+        &lab.api,
+        "node-ric",
+        "provided.al2023",
+        "index.handler",
+        &zip_dir(package.path()),
+        json!({}),
+    )
+    .await;
+
+    let invoked = invoke(&lab.api, "node-ric", &json!({"n": 21})).await;
+    let failed = invoke(&lab.api, "node-ric", &json!({"fail": true})).await;
+    let again = invoke(&lab.api, "node-ric", &json!({"n": 5})).await;
+
+    assert_success(&invoked);
+    assert_eq!(invoked.json()["client"], "aws-lambda-ric");
+    assert_eq!(invoked.json()["doubled"], 42);
+    let error = assert_function_error(&failed, "TypeError");
+    assert!(
+        error["errorMessage"].as_str().unwrap_or_default().contains("bad input"),
+        "{error}"
+    );
+    assert_success(&again);
+    assert_eq!(again.json()["doubled"], 10);
 }
 
 /// Builds examples/rust-hello with cargo and returns the path of its `bootstrap`.
@@ -1536,11 +2077,21 @@ fn build_rust_example() -> PathBuf {
 
 #[tokio::test]
 async fn rust_lambda_runtime() {
-    let bootstrap = tokio::task::spawn_blocking(build_rust_example).await.expect("the build task finished");
+    let bootstrap = tokio::task::spawn_blocking(build_rust_example)
+        .await
+        .expect("the build task finished");
     let lab = Lab::start();
     let package = tempfile::tempdir().expect("create a package directory");
     std::fs::copy(&bootstrap, package.path().join("bootstrap")).expect("copy the bootstrap binary");
-    deploy(&lab.api, "rusty", "provided.al2023", "bootstrap", &zip_dir(package.path()), json!({})).await;
+    deploy(
+        &lab.api,
+        "rusty",
+        "provided.al2023",
+        "bootstrap",
+        &zip_dir(package.path()),
+        json!({}),
+    )
+    .await;
 
     let summed = invoke(&lab.api, "rusty", &json!({"numbers": [1, 2, 3]})).await;
     let negative = invoke(&lab.api, "rusty", &json!({"numbers": [1, -2]})).await;
@@ -1553,7 +2104,13 @@ async fn rust_lambda_runtime() {
     assert_eq!(negative.status, 200);
     assert_eq!(negative.header("x-function-error"), Some("Unhandled"));
     let error = negative.json();
-    assert!(error["errorMessage"].as_str().unwrap_or_default().contains("negative numbers"), "{error}");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("negative numbers"),
+        "{error}"
+    );
     assert_success(&again);
     assert_eq!(again.json()["sum"], 4);
 }

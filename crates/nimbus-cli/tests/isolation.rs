@@ -306,7 +306,10 @@ fn probe_source(handler_py: &str) -> String {
 
 /// Returns a string that no other test run uses, for secrets and markers.
 fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock is after 1970").as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock is after 1970")
+        .as_nanos();
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
@@ -365,21 +368,38 @@ async fn invoke(api: &Api, function: &str, event: &Value) -> Invocation {
         .await
         .unwrap_or_else(|error| panic!("invoking {function} failed to reach the server: {error}"));
     let status = response.status().as_u16();
-    let function_error =
-        response.headers().get("x-function-error").map(|value| value.to_str().unwrap_or_default().to_string());
+    let function_error = response
+        .headers()
+        .get("x-function-error")
+        .map(|value| value.to_str().unwrap_or_default().to_string());
     let cold_start = response.headers().contains_key("x-cold-start");
     let bytes = response.bytes().await.expect("read the invocation response");
     let body = serde_json::from_slice(&bytes).unwrap_or_else(|error| {
-        panic!("invoking {function} returned {status} with a body that is not JSON ({error}): {}", String::from_utf8_lossy(&bytes))
+        panic!(
+            "invoking {function} returned {status} with a body that is not JSON ({error}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
     });
-    Invocation { status, function_error, cold_start, body }
+    Invocation {
+        status,
+        function_error,
+        cold_start,
+        body,
+    }
 }
 
 /// Asserts that an invocation of `function` returned 200 without a function error.
 #[track_caller]
 fn assert_succeeded(invocation: &Invocation, function: &str) {
-    assert_eq!(invocation.status, 200, "invoking {function} returned an unexpected status: {invocation:?}");
-    assert_eq!(invocation.function_error, None, "{function} failed: {}", invocation.body);
+    assert_eq!(
+        invocation.status, 200,
+        "invoking {function} returned an unexpected status: {invocation:?}"
+    );
+    assert_eq!(
+        invocation.function_error, None,
+        "{function} failed: {}",
+        invocation.body
+    );
 }
 
 /// Invokes `function`, asserts that it succeeded and returns its response.
@@ -401,11 +421,19 @@ fn host_namespace(name: &str) -> String {
 fn descendants(root: u32) -> Vec<u32> {
     let mut parents = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("list /proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
         // The fields after the parenthesized command name are the state, then the parent pid.
         let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        if let Some(parent) = after_name.split_whitespace().nth(1).and_then(|field| field.parse::<u32>().ok()) {
+        if let Some(parent) = after_name
+            .split_whitespace()
+            .nth(1)
+            .and_then(|field| field.parse::<u32>().ok())
+        {
             parents.push((pid, parent));
         }
     }
@@ -413,7 +441,12 @@ fn descendants(root: u32) -> Vec<u32> {
     let mut index = 0;
     while index < found.len() {
         let parent = found[index];
-        found.extend(parents.iter().filter(|(_, parent_of_pid)| *parent_of_pid == parent).map(|(pid, _)| *pid));
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, parent_of_pid)| *parent_of_pid == parent)
+                .map(|(pid, _)| *pid),
+        );
         index += 1;
     }
     found.remove(0);
@@ -425,8 +458,13 @@ fn descendants(root: u32) -> Vec<u32> {
 fn server_processes_with_variable(server: &Server, variable: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for pid in descendants(server.pid()) {
-        let Ok(environment) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        if environment.split(|byte| *byte == 0).any(|assignment| assignment == variable.as_bytes()) {
+        let Ok(environment) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if environment
+            .split(|byte| *byte == 0)
+            .any(|assignment| assignment == variable.as_bytes())
+        {
             pids.push(pid);
         }
     }
@@ -442,19 +480,36 @@ async fn other_code_unreadable() {
         ("other_only.py", b"TEXT = 'code of the other function'\n"),
     ]);
     let marker = unique("other-marker");
-    let other = create_function(&api, "other", other_zip, json!({"environment": {"variables": {"MARKER": marker}}})).await;
+    let other = create_function(
+        &api,
+        "other",
+        other_zip,
+        json!({"environment": {"variables": {"MARKER": marker}}}),
+    )
+    .await;
     create_function(&api, "prober", probe_zip(READ_FILES_PY), json!({})).await;
     // The first invocation unpacks the other function's code into the worker's cache
     // and leaves its runtime running in a warm slot.
     invoke_ok(&api, "other", &json!({})).await;
     let other_pids = server_processes_with_variable(&server, &format!("MARKER={marker}"));
-    assert_eq!(other_pids.len(), 1, "the other function's runtime should be one host process");
+    assert_eq!(
+        other_pids.len(),
+        1,
+        "the other function's runtime should be one host process"
+    );
 
     let data_dir = server.data_dir.canonicalize().expect("canonicalize the data directory");
-    let other_code_dir = data_dir.join("worker").join("cache").join(other["code_sha256"].as_str().expect("code_sha256"));
+    let other_code_dir = data_dir
+        .join("worker")
+        .join("cache")
+        .join(other["code_sha256"].as_str().expect("code_sha256"));
     let other_files = [other_code_dir.join("other_only.py"), other_code_dir.join("app.py")];
     for path in &other_files {
-        assert!(path.is_file(), "the other function's code should be on the host at {}", path.display());
+        assert!(
+            path.is_file(),
+            "the other function's code should be on the host at {}",
+            path.display()
+        );
     }
     let mut paths: Vec<PathBuf> = other_files.to_vec();
     // The other runtime's host pid is hidden from the prober, but the paths are tried anyway.
@@ -472,8 +527,15 @@ async fn other_code_unreadable() {
     let event = json!({"paths": paths, "task_files": ["other_only.py"]});
     let seen = invoke_ok(&api, "prober", &event).await;
 
-    assert_eq!(seen["task_root"], json!(["app.py"]), "the prober's /var/task should contain only its own code");
-    assert!(seen["own_code"].as_str().unwrap_or_default().starts_with("read "), "the prober cannot read its own code: {seen}");
+    assert_eq!(
+        seen["task_root"],
+        json!(["app.py"]),
+        "the prober's /var/task should contain only its own code"
+    );
+    assert!(
+        seen["own_code"].as_str().unwrap_or_default().starts_with("read "),
+        "the prober cannot read its own code: {seen}"
+    );
     let reads = seen["reads"].as_object().expect("reads is an object");
     assert!(reads.len() > paths.len(), "the prober tried no /proc paths: {seen}");
     for (path, result) in reads {
@@ -490,7 +552,13 @@ async fn other_environment_hidden() {
     let own_secret = unique("prober-secret");
     let other_secret = unique("other-secret");
     let other_zip = zip_of(&[("app.py", b"def handler(event, context):\n    return 'other'\n")]);
-    create_function(&api, "other", other_zip, json!({"environment": {"variables": {"SECRET": other_secret}}})).await;
+    create_function(
+        &api,
+        "other",
+        other_zip,
+        json!({"environment": {"variables": {"SECRET": other_secret}}}),
+    )
+    .await;
     create_function(
         &api,
         "prober",
@@ -501,7 +569,11 @@ async fn other_environment_hidden() {
     // The other function's runtime stays alive in its warm slot while the prober looks.
     invoke_ok(&api, "other", &json!({})).await;
     let other_pids = server_processes_with_variable(&server, &format!("SECRET={other_secret}"));
-    assert_eq!(other_pids.len(), 1, "the other function's runtime should be one host process");
+    assert_eq!(
+        other_pids.len(),
+        1,
+        "the other function's runtime should be one host process"
+    );
 
     let seen = invoke_ok(&api, "prober", &json!({"pids": other_pids})).await;
 
@@ -513,7 +585,10 @@ async fn other_environment_hidden() {
     );
     let secrets = seen["secrets"].as_object().expect("secrets is an object");
     for (pid, found) in secrets {
-        assert!(!found.to_string().contains(&other_secret), "the prober read the other function's secret in pid {pid}: {found}");
+        assert!(
+            !found.to_string().contains(&other_secret),
+            "the prober read the other function's secret in pid {pid}: {found}"
+        );
     }
     server.stop_gracefully();
 }
@@ -535,13 +610,26 @@ async fn runtime_api_is_own() {
     // another /next at once. The other slot's idle API would hold the request open
     // and hand over that function's next event.
     assert_eq!(seen["next_event"]["status"], 403, "{seen}");
-    assert!(seen["next_event"]["body"].as_str().unwrap_or_default().contains("InvalidStateTransition"), "{seen}");
-    assert_eq!(seen["listening"], json!([9001]), "the prober should see only its own Runtime API listening: {seen}");
+    assert!(
+        seen["next_event"]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("InvalidStateTransition"),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["listening"],
+        json!([9001]),
+        "the prober should see only its own Runtime API listening: {seen}"
+    );
 
     let other = invoke(&api, "other", &json!({"n": 2})).await;
     assert_succeeded(&other, "other");
     assert_eq!(other.body, json!({"other": {"n": 2}}));
-    assert!(!other.cold_start, "the other function's warm slot should have survived the probe");
+    assert!(
+        !other.cold_start,
+        "the other function's warm slot should have survived the probe"
+    );
     server.stop_gracefully();
 }
 
@@ -553,13 +641,30 @@ async fn host_ports_unreachable() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("open a port on the host loopback");
     let test_port = listener.local_addr().expect("local address").port();
     std::net::TcpStream::connect(("127.0.0.1", test_port)).expect("the host itself reaches the test's port");
-    let api_port: u16 = server.url.rsplit(':').next().and_then(|port| port.parse().ok()).expect("server URL has a port");
+    let api_port: u16 = server
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .expect("server URL has a port");
 
     let seen = invoke_ok(&api, "prober", &json!({"ports": [api_port, test_port]})).await;
 
-    assert_ne!(seen["ports"][api_port.to_string()], "connected", "the prober reached the server's API port: {seen}");
-    assert_ne!(seen["ports"][test_port.to_string()], "connected", "the prober reached the test's host port: {seen}");
-    assert_eq!(seen["interfaces"], json!(["lo"]), "the prober should have only its own loopback: {seen}");
+    assert_ne!(
+        seen["ports"][api_port.to_string()],
+        "connected",
+        "the prober reached the server's API port: {seen}"
+    );
+    assert_ne!(
+        seen["ports"][test_port.to_string()],
+        "connected",
+        "the prober reached the test's host port: {seen}"
+    );
+    assert_eq!(
+        seen["interfaces"],
+        json!(["lo"]),
+        "the prober should have only its own loopback: {seen}"
+    );
     server.stop_gracefully();
 }
 
@@ -577,12 +682,22 @@ async fn memory_limit_kills_slot() {
     assert_eq!(over.function_error.as_deref(), Some("Unhandled"), "{over:?}");
     assert_eq!(over.body["errorType"], "Runtime.OutOfMemory", "{over:?}");
     let health = api.get("/health").await;
-    assert_eq!(health.status, 200, "the server should survive the slot's OOM kill: {}", health.body);
+    assert_eq!(
+        health.status, 200,
+        "the server should survive the slot's OOM kill: {}",
+        health.body
+    );
 
     let next = invoke(&api, "hungry", &json!({"allocate_mb": 0})).await;
     assert_succeeded(&next, "hungry");
-    assert!(next.cold_start, "the invocation after an OOM kill should start a new slot: {next:?}");
-    assert_ne!(next.body["boot_id"], first["boot_id"], "the runtime process should be new");
+    assert!(
+        next.cold_start,
+        "the invocation after an OOM kill should start a new slot: {next:?}"
+    );
+    assert_ne!(
+        next.body["boot_id"], first["boot_id"],
+        "the runtime process should be new"
+    );
     server.stop_gracefully();
 }
 
@@ -596,13 +711,23 @@ async fn fork_stops_at_pids_limit() {
 
     let bounded = invoke_ok(&api, "forker", &json!({"max_forks": 5000})).await;
 
-    assert_eq!(bounded["error"], "EAGAIN", "fork should fail at the process limit: {bounded}");
+    assert_eq!(
+        bounded["error"], "EAGAIN",
+        "fork should fail at the process limit: {bounded}"
+    );
     let forked = bounded["forked"].as_u64().expect("forked is a number");
-    assert!(forked < PIDS_MAX, "the runtime forked {forked} children, but its limit is {PIDS_MAX} processes including itself");
+    assert!(
+        forked < PIDS_MAX,
+        "the runtime forked {forked} children, but its limit is {PIDS_MAX} processes including itself"
+    );
     assert!(forked > 0, "the runtime could not fork at all: {bounded}");
 
     let next = invoke_ok(&api, "forker", &json!({"max_forks": 10})).await;
-    assert_eq!(next, json!({"forked": 10, "error": null}), "the slot should fork again once its children are gone");
+    assert_eq!(
+        next,
+        json!({"forked": 10, "error": null}),
+        "the slot should fork again once its children are gone"
+    );
     server.stop_gracefully();
 }
 
@@ -612,12 +737,27 @@ async fn tmp_limited_to_storage() {
     let api = server.api();
     // /tmp is a tmpfs whose pages count toward the slot's memory limit (see
     // `tmp_counts_toward_memory`), so the memory must exceed the 600 MB written.
-    create_function(&api, "writer", probe_zip(FILL_TMP_PY), json!({"memory_size": 2048, "ephemeral_storage": 512})).await;
+    create_function(
+        &api,
+        "writer",
+        probe_zip(FILL_TMP_PY),
+        json!({"memory_size": 2048, "ephemeral_storage": 512}),
+    )
+    .await;
 
-    let seen = invoke_ok(&api, "writer", &json!({"files": [["/tmp/within", 400], ["/tmp/over", 600]]})).await;
+    let seen = invoke_ok(
+        &api,
+        "writer",
+        &json!({"files": [["/tmp/within", 400], ["/tmp/over", 600]]}),
+    )
+    .await;
 
     assert_eq!(seen["tmp_size_mb"], 512, "{seen}");
-    assert_eq!(seen["fills"][0], json!({"written_mb": 400.0, "error": null}), "400 MiB should fit in /tmp");
+    assert_eq!(
+        seen["fills"][0],
+        json!({"written_mb": 400.0, "error": null}),
+        "400 MiB should fit in /tmp"
+    );
     assert_eq!(seen["fills"][1]["error"], "ENOSPC", "{seen}");
     let written = seen["fills"][1]["written_mb"].as_f64().expect("written_mb is a number");
     assert!(written <= 512.0, "the writer put {written} MiB in a 512 MiB /tmp");
@@ -631,7 +771,13 @@ async fn tmp_limited_to_storage() {
 async fn tmp_counts_toward_memory() {
     let server = start_server();
     let api = server.api();
-    create_function(&api, "writer", probe_zip(FILL_TMP_PY), json!({"memory_size": 128, "ephemeral_storage": 512})).await;
+    create_function(
+        &api,
+        "writer",
+        probe_zip(FILL_TMP_PY),
+        json!({"memory_size": 128, "ephemeral_storage": 512}),
+    )
+    .await;
 
     let over = invoke(&api, "writer", &json!({"files": [["/tmp/data", 300]]})).await;
 
@@ -650,7 +796,10 @@ async fn filesystem_read_only() {
 
     let writes = &seen["writes"];
     assert_eq!(writes["task_root"], "EROFS", "{writes}");
-    assert_ne!(writes["task_code"], "ok", "the runtime opened its own code for writing: {writes}");
+    assert_ne!(
+        writes["task_code"], "ok",
+        "the runtime opened its own code for writing: {writes}"
+    );
     assert_eq!(writes["runtime_root"], "EROFS", "{writes}");
     assert_eq!(writes["root"], "EROFS", "{writes}");
     assert_eq!(writes["etc"], "EROFS", "{writes}");
@@ -688,7 +837,11 @@ async fn namespaces_hide_host() {
     let seen = invoke_ok(&api, "prober", &json!({})).await;
 
     for name in ["ipc", "mnt", "net", "pid", "uts"] {
-        assert_ne!(seen["namespaces"][name], host_namespace(name).as_str(), "the runtime shares the host's {name} namespace");
+        assert_ne!(
+            seen["namespaces"][name],
+            host_namespace(name).as_str(),
+            "the runtime shares the host's {name} namespace"
+        );
     }
     let host_hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("read the host's hostname");
     assert_ne!(seen["hostname"], host_hostname.trim(), "{seen}");
@@ -700,7 +853,11 @@ async fn namespaces_hide_host() {
 
 /// Returns whether every user may execute `path` and search each directory above it.
 fn executable_by_everyone(path: &Path) -> bool {
-    let mode = |path: &Path| std::fs::metadata(path).map(|metadata| metadata.permissions().mode()).unwrap_or(0);
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .map(|metadata| metadata.permissions().mode())
+            .unwrap_or(0)
+    };
     mode(path) & 0o005 == 0o005 && path.ancestors().skip(1).all(|dir| mode(dir) & 0o001 != 0)
 }
 
@@ -731,7 +888,11 @@ impl UnprivilegedSetup {
             std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("make the copy executable");
             binary = copy;
         }
-        UnprivilegedSetup { data_dir, binary, _binary_dir: binary_dir }
+        UnprivilegedSetup {
+            data_dir,
+            binary,
+            _binary_dir: binary_dir,
+        }
     }
 
     /// Appends the `setpriv` arguments that run the binary as `nobody` without
@@ -783,14 +944,20 @@ os.execvp(sys.argv[1], sys.argv[1:])
 
 /// Returns the log lines of `server` that contain `text`.
 fn log_lines_with(server: &Server, text: &str) -> Vec<String> {
-    server.log_lines().into_iter().filter(|line| line.contains(text)).collect()
+    server
+        .log_lines()
+        .into_iter()
+        .filter(|line| line.contains(text))
+        .collect()
 }
 
 /// Returns the isolation mode the server logged, such as `UserNamespaces`.
 fn logged_isolation(server: &Server) -> String {
     let ready = log_lines_with(server, "namespace sandbox ready");
     assert_eq!(ready.len(), 1, "the server should log its isolation once: {ready:?}");
-    let mode = ready[0].split_once("isolation=").map(|(_, mode)| mode.trim().to_string());
+    let mode = ready[0]
+        .split_once("isolation=")
+        .map(|(_, mode)| mode.trim().to_string());
     mode.unwrap_or_else(|| panic!("the isolation line names no mode: {}", ready[0]))
 }
 
@@ -802,7 +969,9 @@ fn in_slot_cgroup(cgroups: &str, controller: &str) -> bool {
     let mut unified = None;
     for line in cgroups.lines() {
         let mut fields = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else { continue };
+        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
+            continue;
+        };
         if controllers.is_empty() {
             unified = Some(path);
         } else if controllers.split(',').any(|name| name == controller) {
@@ -816,7 +985,11 @@ fn in_slot_cgroup(cgroups: &str, controller: &str) -> bool {
 /// off, and that a function invokes successfully.
 async fn check_logged_protections(server: &Server) {
     let protections = log_lines_with(server, "sandbox protections");
-    assert_eq!(protections.len(), 1, "the server should log its protections once: {protections:?}");
+    assert_eq!(
+        protections.len(),
+        1,
+        "the server should log its protections once: {protections:?}"
+    );
     let logged_off: BTreeSet<&str> = match protections[0].split_once("off=") {
         Some((_, list)) => list.split(", ").map(str::trim).collect(),
         None => BTreeSet::new(),
@@ -827,13 +1000,17 @@ async fn check_logged_protections(server: &Server) {
     let seen = invoke_ok(&api, "prober", &json!({})).await;
 
     let server_namespace = |name: &str| {
-        let link = std::fs::read_link(format!("/proc/{}/ns/{name}", server.pid())).expect("read a namespace link of the server");
+        let link = std::fs::read_link(format!("/proc/{}/ns/{name}", server.pid()))
+            .expect("read a namespace link of the server");
         link.to_string_lossy().into_owned()
     };
     let namespace_differs = |name: &str| seen["namespaces"][name] != server_namespace(name).as_str();
     let cgroups = seen["cgroups"].as_str().unwrap_or_default();
     let observed_on = [
-        ("pid/mount/ipc/uts namespaces", ["ipc", "mnt", "pid", "uts"].into_iter().all(namespace_differs)),
+        (
+            "pid/mount/ipc/uts namespaces",
+            ["ipc", "mnt", "pid", "uts"].into_iter().all(namespace_differs),
+        ),
         ("network namespace", namespace_differs("net")),
         ("read-only root filesystem", seen["writes"]["root"] == "EROFS"),
         ("memory limit", in_slot_cgroup(cgroups, "memory")),

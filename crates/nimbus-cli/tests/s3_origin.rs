@@ -110,7 +110,11 @@ async fn s3_origin_functions_survive_restart() {
         .send()
         .await
         .expect("failed to reach moto_server to create the bucket");
-    assert!(created.status().is_success(), "creating the bucket returned {}", created.status());
+    assert!(
+        created.status().is_success(),
+        "creating the bucket returned {}",
+        created.status()
+    );
 
     let endpoint = moto.url();
     let envs = [
@@ -126,23 +130,35 @@ async fn s3_origin_functions_survive_restart() {
     let server = Server::start_in(data.path(), &args, &envs);
     let api = server.api();
 
-    let inline = api.put("/functions/inline", &create_inline(&python_zip("inline"))).await;
+    let inline = api
+        .put("/functions/inline", &create_inline(&python_zip("inline")))
+        .await;
     assert_status(&inline, 201);
 
     let object = api.put_object("code", "dir/app.zip", python_zip("object")).await;
     assert_status(&object, 201);
-    let from_object = api.put("/functions/from-object", &create_from_object("dir/app.zip", None)).await;
+    let from_object = api
+        .put("/functions/from-object", &create_from_object("dir/app.zip", None))
+        .await;
     assert_status(&from_object, 201);
     assert_eq!(from_object.body["code_sha256"], object.body["sha256"]);
 
     let new_code = base64::engine::general_purpose::STANDARD.encode(python_zip("updated"));
-    let updated = api.put("/functions/inline/code", &json!({"zip_file": new_code, "publish": true})).await;
+    let updated = api
+        .put(
+            "/functions/inline/code",
+            &json!({"zip_file": new_code, "publish": true}),
+        )
+        .await;
     assert_status(&updated, 200);
     assert_eq!(updated.body["version"], json!("1"));
     assert_ne!(updated.body["code_sha256"], inline.body["code_sha256"]);
 
     // Packages and objects live in the bucket, not in the data directory.
-    assert!(!data.path().join("origin").exists(), "the local origin directory should not exist");
+    assert!(
+        !data.path().join("origin").exists(),
+        "the local origin directory should not exist"
+    );
     server.stop();
 
     let server = Server::start_in(data.path(), &args, &envs);
@@ -158,21 +174,34 @@ async fn s3_origin_functions_survive_restart() {
     assert_eq!(read_object_function.body["code_sha256"], object.body["sha256"]);
 
     // A handler change reads the stored package back from the bucket to check it.
-    let handler = api.put("/functions/from-object/configuration", &json!({"handler": "app.main"})).await;
+    let handler = api
+        .put("/functions/from-object/configuration", &json!({"handler": "app.main"}))
+        .await;
     assert_status(&handler, 200);
     assert_eq!(handler.body["handler"], json!("app.main"));
 
     // The code object is still in the bucket after the restart.
     let pinned = api
-        .put("/functions/pinned", &create_from_object("dir/app.zip", Some(object.text("version_id"))))
+        .put(
+            "/functions/pinned",
+            &create_from_object("dir/app.zip", Some(object.text("version_id"))),
+        )
         .await;
     assert_status(&pinned, 201);
     assert_eq!(pinned.body["code_sha256"], object.body["sha256"]);
 
-    let missing = api.put("/functions/missing", &create_from_object("absent.zip", None)).await;
+    let missing = api
+        .put("/functions/missing", &create_from_object("absent.zip", None))
+        .await;
     assert_status(&missing, 400);
     assert_eq!(missing.text("type"), "InvalidParameterValueException");
-    assert!(missing.text("message").contains("code object 'absent.zip' in bucket 'code' not found"), "{}", missing.body);
+    assert!(
+        missing
+            .text("message")
+            .contains("code object 'absent.zip' in bucket 'code' not found"),
+        "{}",
+        missing.body
+    );
 
     server.stop();
     drop(moto);

@@ -4,7 +4,5 @@
 pub mod origin;
 pub mod package;
 
-pub use origin::{
-    validate_bucket_name, validate_object_key, ObjectVersion, OriginError, OriginStore,
-};
+pub use origin::{validate_bucket_name, validate_object_key, ObjectVersion, OriginError, OriginStore};
 pub use package::{decode_base64_zip, validate_zip, PackageError, PackageLimits, ValidatedPackage};

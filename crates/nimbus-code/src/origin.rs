@@ -68,16 +68,11 @@ pub enum OriginError {
     #[error("invalid namespace '{}': {reason}", namespace.escape_debug())]
     InvalidNamespace { namespace: String, reason: String },
 
-    #[error(
-        "invalid origin store URL '{url}': {reason}; use file:///absolute/dir or s3://bucket[/prefix]"
-    )]
+    #[error("invalid origin store URL '{url}': {reason}; use file:///absolute/dir or s3://bucket[/prefix]")]
     InvalidUrl { url: String, reason: String },
 
     #[error("failed to create origin store directory '{}': {source}", path.display())]
-    LocalDirectory {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    LocalDirectory { path: PathBuf, source: std::io::Error },
 
     #[error("{}", object_not_found_message(bucket, key, version_id.as_deref()))]
     ObjectNotFound {
@@ -89,9 +84,7 @@ pub enum OriginError {
     #[error("code package with sha256 '{}' not found in the origin store", sha256.escape_debug())]
     PackageNotFound { sha256: String },
 
-    #[error(
-        "origin store object '{location}' is corrupt: its sha256 is {actual_sha256}, expected {expected_sha256}"
-    )]
+    #[error("origin store object '{location}' is corrupt: its sha256 is {actual_sha256}, expected {expected_sha256}")]
     CorruptPackage {
         location: String,
         expected_sha256: String,
@@ -155,8 +148,7 @@ pub fn validate_bucket_name(bucket: &str) -> Result<(), OriginError> {
     if !bucket.chars().all(allowed) {
         return invalid("it contains a character other than a lowercase letter, digit, '.' or '-'");
     }
-    let alphanumeric =
-        |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let alphanumeric = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if !alphanumeric(bucket.chars().next()) || !alphanumeric(bucket.chars().last()) {
         return invalid("it must start and end with a letter or digit");
     }
@@ -209,10 +201,7 @@ fn validate_namespace(namespace: &str) -> Result<(), OriginError> {
 
 /// Returns whether `sha256` has the form of a lowercase hex SHA-256 digest.
 fn is_sha256_hex(sha256: &str) -> bool {
-    sha256.len() == 64
-        && sha256
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn is_version_id(version_id: &str) -> bool {
@@ -234,9 +223,7 @@ fn new_version_id() -> String {
         .map(|elapsed| elapsed.as_nanos() as u64)
         .unwrap_or(0);
     let previous = LAST_VERSION_NANOS
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
-            Some(now.max(last + 1))
-        })
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1)))
         .expect("the update closure always returns Some");
     let nanos = now.max(previous + 1);
     format!("{nanos:016x}{:08x}", rand::random::<u32>())
@@ -352,8 +339,7 @@ impl OriginStore {
             return bucket_dir.child(encoded);
         }
         let digest_name = format!("~{}", hex::encode(Sha256::digest(key.as_bytes())));
-        let digest_part =
-            PathPart::parse(&digest_name).expect("'~' and hex digits form a valid path part");
+        let digest_part = PathPart::parse(&digest_name).expect("'~' and hex digits form a valid path part");
         bucket_dir.child(digest_part)
     }
 
@@ -422,9 +408,7 @@ impl OriginStore {
         validate_object_key(key)?;
 
         let version_id = new_version_id();
-        let path = self
-            .object_dir(namespace, bucket, key)
-            .child(version_id.as_str());
+        let path = self.object_dir(namespace, bucket, key).child(version_id.as_str());
         let version = ObjectVersion {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
@@ -523,9 +507,7 @@ mod tests {
 
     fn sample_package(content: &[u8]) -> ValidatedPackage {
         let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
-        writer
-            .start_file("index.py", SimpleFileOptions::default())
-            .unwrap();
+        writer.start_file("index.py", SimpleFileOptions::default()).unwrap();
         writer.write_all(content).unwrap();
         let zip = Bytes::from(writer.finish().unwrap().into_inner());
         validate_zip(zip, &PackageLimits::default()).unwrap()
@@ -640,14 +622,9 @@ mod tests {
         let second = store.put_package(&package).await.unwrap();
 
         assert_eq!(first, second);
-        let stored: Vec<_> = std::fs::read_dir(dir.path().join("origin/packages"))
-            .unwrap()
-            .collect();
+        let stored: Vec<_> = std::fs::read_dir(dir.path().join("origin/packages")).unwrap().collect();
         assert_eq!(stored.len(), 1);
-        assert_eq!(
-            store.get_package(&package.sha256).await.unwrap(),
-            package.bytes
-        );
+        assert_eq!(store.get_package(&package.sha256).await.unwrap(), package.bytes);
     }
 
     #[tokio::test]
@@ -671,9 +648,7 @@ mod tests {
         let (dir, store) = local_store();
         let package = sample_package(b"print('hello')");
         store.put_package(&package).await.unwrap();
-        let file = dir
-            .path()
-            .join(format!("origin/packages/{}.zip", package.sha256));
+        let file = dir.path().join(format!("origin/packages/{}.zip", package.sha256));
         std::fs::write(&file, b"tampered").unwrap();
 
         let err = store.get_package(&package.sha256).await.unwrap_err();
@@ -695,10 +670,7 @@ mod tests {
             .put_object(ACCOUNT, "code", "app.zip", Bytes::from_static(b"two"))
             .await
             .unwrap();
-        let (latest, latest_bytes) = store
-            .get_object(ACCOUNT, "code", "app.zip", None)
-            .await
-            .unwrap();
+        let (latest, latest_bytes) = store.get_object(ACCOUNT, "code", "app.zip", None).await.unwrap();
         let (old, old_bytes) = store
             .get_object(ACCOUNT, "code", "app.zip", Some(&first.version_id))
             .await
@@ -771,10 +743,7 @@ mod tests {
             .await
             .unwrap();
         let (got, bytes) = store.get_object(ACCOUNT, "code", &key, None).await.unwrap();
-        let (_, digest_bytes) = store
-            .get_object(ACCOUNT, "code", &digest_key, None)
-            .await
-            .unwrap();
+        let (_, digest_bytes) = store.get_object(ACCOUNT, "code", &digest_key, None).await.unwrap();
 
         assert_eq!(got, put);
         assert_eq!(bytes, Bytes::from_static(b"long"));
@@ -797,10 +766,7 @@ mod tests {
             ("code", "app.zip", Some("../../../etc/passwd")),
         ];
         for (bucket, key, version_id) in cases {
-            let err = store
-                .get_object(ACCOUNT, bucket, key, version_id)
-                .await
-                .unwrap_err();
+            let err = store.get_object(ACCOUNT, bucket, key, version_id).await.unwrap_err();
 
             assert!(
                 matches!(&err, OriginError::ObjectNotFound { bucket: b, key: k, version_id: v }
@@ -825,27 +791,15 @@ mod tests {
     async fn put_object_rejects_invalid_input() {
         let (_dir, store) = local_store();
 
-        let bad_bucket = store
-            .put_object(ACCOUNT, "B", "k", Bytes::new())
-            .await
-            .unwrap_err();
-        let bad_key = store
-            .put_object(ACCOUNT, "code", "", Bytes::new())
-            .await
-            .unwrap_err();
-        let bad_namespace = store
-            .put_object("", "code", "k", Bytes::new())
-            .await
-            .unwrap_err();
+        let bad_bucket = store.put_object(ACCOUNT, "B", "k", Bytes::new()).await.unwrap_err();
+        let bad_key = store.put_object(ACCOUNT, "code", "", Bytes::new()).await.unwrap_err();
+        let bad_namespace = store.put_object("", "code", "k", Bytes::new()).await.unwrap_err();
 
         assert!(
             matches!(bad_bucket, OriginError::InvalidBucket { .. }),
             "{bad_bucket:?}"
         );
-        assert!(
-            matches!(bad_key, OriginError::InvalidKey { .. }),
-            "{bad_key:?}"
-        );
+        assert!(matches!(bad_key, OriginError::InvalidKey { .. }), "{bad_key:?}");
         assert!(
             matches!(bad_namespace, OriginError::InvalidNamespace { .. }),
             "{bad_namespace:?}"

@@ -75,9 +75,7 @@ impl ValidatedPackage {
 /// Reasons a code package is rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
-    #[error(
-        "code package is not valid base64 ({reason}); encode the zip file with standard base64"
-    )]
+    #[error("code package is not valid base64 ({reason}); encode the zip file with standard base64")]
     NotBase64 { reason: String },
 
     #[error("code package is not a valid zip file: {reason}")]
@@ -127,10 +125,7 @@ impl PackageError {
 /// of the `base64` tool is accepted. The decoded size is checked against
 /// `limits.max_zipped_bytes` before anything is decoded.
 pub fn decode_base64_zip(encoded: &str, limits: &PackageLimits) -> Result<Bytes, PackageError> {
-    let compact: Vec<u8> = encoded
-        .bytes()
-        .filter(|byte| !byte.is_ascii_whitespace())
-        .collect();
+    let compact: Vec<u8> = encoded.bytes().filter(|byte| !byte.is_ascii_whitespace()).collect();
 
     let size = decoded_base64_len(&compact);
     if size > limits.max_zipped_bytes {
@@ -144,11 +139,9 @@ pub fn decode_base64_zip(encoded: &str, limits: &PackageLimits) -> Result<Bytes,
         &base64::alphabet::STANDARD,
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
     );
-    let decoded = engine
-        .decode(&compact)
-        .map_err(|err| PackageError::NotBase64 {
-            reason: err.to_string(),
-        })?;
+    let decoded = engine.decode(&compact).map_err(|err| PackageError::NotBase64 {
+        reason: err.to_string(),
+    })?;
     Ok(Bytes::from(decoded))
 }
 
@@ -179,14 +172,10 @@ enum EntryKind {
 /// objects may be larger than the inline limit. Every entry is decompressed, so the
 /// unzipped limit applies to the real sizes and a corrupt entry (bad CRC or deflate
 /// stream) is reported as [`PackageError::NotZip`].
-pub fn validate_zip(
-    bytes: Bytes,
-    limits: &PackageLimits,
-) -> Result<ValidatedPackage, PackageError> {
-    let mut archive =
-        ZipArchive::new(Cursor::new(bytes.clone())).map_err(|err| PackageError::NotZip {
-            reason: err.to_string(),
-        })?;
+pub fn validate_zip(bytes: Bytes, limits: &PackageLimits) -> Result<ValidatedPackage, PackageError> {
+    let mut archive = ZipArchive::new(Cursor::new(bytes.clone())).map_err(|err| PackageError::NotZip {
+        reason: err.to_string(),
+    })?;
 
     let mut files = BTreeSet::new();
     // Normalized symlink path -> target as stored in the zip.
@@ -194,15 +183,12 @@ pub fn validate_zip(
     let mut unzipped_size: u64 = 0;
 
     for index in 0..archive.len() {
-        let mut entry = archive
-            .by_index(index)
-            .map_err(|err| PackageError::NotZip {
-                reason: format!("failed to read entry {index}: {err}"),
-            })?;
-        let name = entry.name().to_owned();
-        let components = split_relative_path(&name).ok_or_else(|| PackageError::EntryEscapes {
-            entry: name.clone(),
+        let mut entry = archive.by_index(index).map_err(|err| PackageError::NotZip {
+            reason: format!("failed to read entry {index}: {err}"),
         })?;
+        let name = entry.name().to_owned();
+        let components =
+            split_relative_path(&name).ok_or_else(|| PackageError::EntryEscapes { entry: name.clone() })?;
 
         let kind = match entry.unix_mode().map(|mode| mode & S_IFMT) {
             Some(S_IFLNK) => EntryKind::Symlink,
@@ -216,19 +202,12 @@ pub fn validate_zip(
         let read_result = match kind {
             EntryKind::Symlink => {
                 let mut target = Vec::new();
-                limited
-                    .read_to_end(&mut target)
-                    .map(|size| (size as u64, Some(target)))
+                limited.read_to_end(&mut target).map(|size| (size as u64, Some(target)))
             }
-            EntryKind::Directory | EntryKind::File => {
-                io::copy(&mut limited, &mut io::sink()).map(|size| (size, None))
-            }
+            EntryKind::Directory | EntryKind::File => io::copy(&mut limited, &mut io::sink()).map(|size| (size, None)),
         };
         let (entry_size, target) = read_result.map_err(|err| PackageError::NotZip {
-            reason: format!(
-                "failed to decompress entry '{}': {err}",
-                name.escape_debug()
-            ),
+            reason: format!("failed to decompress entry '{}': {err}", name.escape_debug()),
         })?;
         if entry_size > remaining {
             return Err(PackageError::TooLargeUnzipped {
@@ -242,20 +221,14 @@ pub fn validate_zip(
         }
         if components.is_empty() {
             return Err(PackageError::NotZip {
-                reason: format!(
-                    "entry {index} is a file with an empty name '{}'",
-                    name.escape_debug()
-                ),
+                reason: format!("entry {index} is a file with an empty name '{}'", name.escape_debug()),
             });
         }
 
         let path = components.join("/");
         if let Some(target) = target {
             let target = String::from_utf8(target).map_err(|_| PackageError::NotZip {
-                reason: format!(
-                    "symlink entry '{}' has a target that is not UTF-8",
-                    name.escape_debug()
-                ),
+                reason: format!("symlink entry '{}' has a target that is not UTF-8", name.escape_debug()),
             })?;
             symlinks.insert(path.clone(), target);
         }
@@ -392,8 +365,7 @@ mod tests {
     /// them, so this also builds zips with "../x", "/x" and NUL in a name.
     fn build_zip(entries: &[Entry]) -> Bytes {
         let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
-        let options =
-            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         for entry in entries {
             match entry {
                 Entry::File(name, content) => {
@@ -401,9 +373,7 @@ mod tests {
                     writer.write_all(content).unwrap();
                 }
                 Entry::Dir(name) => writer.add_directory(*name, options).unwrap(),
-                Entry::Symlink(name, target) => {
-                    writer.add_symlink(*name, *target, options).unwrap()
-                }
+                Entry::Symlink(name, target) => writer.add_symlink(*name, *target, options).unwrap(),
             }
         }
         Bytes::from(writer.finish().unwrap().into_inner())
@@ -447,10 +417,7 @@ mod tests {
 
         assert_eq!(decode_base64_zip(&padded, &limits).unwrap(), zip);
         assert_eq!(decode_base64_zip(&unpadded, &limits).unwrap(), zip);
-        assert_eq!(
-            decode_base64_zip(&format!("  \n{wrapped}\r\n"), &limits).unwrap(),
-            zip
-        );
+        assert_eq!(decode_base64_zip(&format!("  \n{wrapped}\r\n"), &limits).unwrap(), zip);
     }
 
     #[test]
@@ -474,10 +441,7 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("1025 bytes zipped"), "{message}");
         assert!(message.contains("1024-byte limit"), "{message}");
-        assert!(
-            message.contains("PUT /code-objects/{bucket}/{key}"),
-            "{message}"
-        );
+        assert!(message.contains("PUT /code-objects/{bucket}/{key}"), "{message}");
     }
 
     #[test]
@@ -490,14 +454,12 @@ mod tests {
 
     #[test]
     fn validate_rejects_non_zip() {
-        let err =
-            validate_zip(Bytes::from_static(b"hello, not a zip"), &small_limits()).unwrap_err();
+        let err = validate_zip(Bytes::from_static(b"hello, not a zip"), &small_limits()).unwrap_err();
 
         assert!(matches!(err, PackageError::NotZip { .. }), "{err:?}");
         assert!(!err.is_too_large());
         assert!(
-            err.to_string()
-                .starts_with("code package is not a valid zip file: "),
+            err.to_string().starts_with("code package is not a valid zip file: "),
             "{err}"
         );
     }
@@ -577,10 +539,7 @@ mod tests {
                 matches!(&err, PackageError::EntryEscapes { entry } if entry == name),
                 "{name}: {err:?}"
             );
-            assert!(
-                err.to_string().contains(&name.escape_debug().to_string()),
-                "{err}"
-            );
+            assert!(err.to_string().contains(&name.escape_debug().to_string()), "{err}");
         }
     }
 
@@ -599,10 +558,7 @@ mod tests {
 
     #[test]
     fn validate_rejects_absolute_symlink() {
-        let zip = build_zip(&[
-            Entry::File("index.py", b"x"),
-            Entry::Symlink("passwd", "/etc/passwd"),
-        ]);
+        let zip = build_zip(&[Entry::File("index.py", b"x"), Entry::Symlink("passwd", "/etc/passwd")]);
 
         let err = validate_zip(zip, &small_limits()).unwrap_err();
 
@@ -625,18 +581,12 @@ mod tests {
             matches!(&err, PackageError::SymlinkEscapes { entry, target } if entry == "a/link" && target == "../../x"),
             "{err:?}"
         );
-        assert!(
-            err.to_string().contains("'a/link' points to '../../x'"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("'a/link' points to '../../x'"), "{err}");
     }
 
     #[test]
     fn validate_accepts_contained_relative_symlink() {
-        let zip = build_zip(&[
-            Entry::File("b.txt", b"b"),
-            Entry::Symlink("a/link", "../b.txt"),
-        ]);
+        let zip = build_zip(&[Entry::File("b.txt", b"b"), Entry::Symlink("a/link", "../b.txt")]);
 
         let package = validate_zip(zip, &small_limits()).unwrap();
 
@@ -680,30 +630,18 @@ mod tests {
 
         let err = validate_zip(zip, &small_limits()).unwrap_err();
 
-        assert!(
-            matches!(err, PackageError::TooLargeUnzipped { limit: 1024 }),
-            "{err:?}"
-        );
+        assert!(matches!(err, PackageError::TooLargeUnzipped { limit: 1024 }), "{err:?}");
         assert!(err.is_too_large());
-        assert!(
-            err.to_string().contains("more than 1024 bytes unzipped"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("more than 1024 bytes unzipped"), "{err}");
     }
 
     #[test]
     fn validate_counts_unzipped_size_across_entries() {
-        let zip = build_zip(&[
-            Entry::File("a.txt", &[b'a'; 600]),
-            Entry::File("b.txt", &[b'b'; 600]),
-        ]);
+        let zip = build_zip(&[Entry::File("a.txt", &[b'a'; 600]), Entry::File("b.txt", &[b'b'; 600])]);
 
         let err = validate_zip(zip, &small_limits()).unwrap_err();
 
-        assert!(
-            matches!(err, PackageError::TooLargeUnzipped { limit: 1024 }),
-            "{err:?}"
-        );
+        assert!(matches!(err, PackageError::TooLargeUnzipped { limit: 1024 }), "{err:?}");
     }
 
     #[test]
@@ -730,11 +668,7 @@ mod tests {
         ]);
         let mut hasher = Sha256::new();
         hasher.update(&zip);
-        let expected_sha256: String = hasher
-            .finalize()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
+        let expected_sha256: String = hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
 
         let package = validate_zip(zip.clone(), &small_limits()).unwrap();
 
@@ -752,10 +686,7 @@ mod tests {
         assert_eq!(package.sha256, expected_sha256);
         assert_eq!(package.size, zip.len() as u64);
         assert_eq!(package.bytes, zip);
-        let content_size = "import lib.util\n".len()
-            + "def f(): return 1\n".len()
-            + "{}".len()
-            + "lib/util.py".len();
+        let content_size = "import lib.util\n".len() + "def f(): return 1\n".len() + "{}".len() + "lib/util.py".len();
         assert_eq!(package.unzipped_size, content_size as u64);
         assert!(package.contains_file("lib/util.py"));
         assert!(package.contains_file("./lib//util.py"));

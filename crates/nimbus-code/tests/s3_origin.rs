@@ -52,14 +52,8 @@ impl MotoServer {
             if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
                 return;
             }
-            if let Some(status) = self
-                .child
-                .try_wait()
-                .expect("failed to poll the moto_server process")
-            {
-                panic!(
-                    "moto_server exited with {status} before accepting connections; {INSTALL_HINT}"
-                );
+            if let Some(status) = self.child.try_wait().expect("failed to poll the moto_server process") {
+                panic!("moto_server exited with {status} before accepting connections; {INSTALL_HINT}");
             }
             if started.elapsed() > STARTUP_TIMEOUT {
                 panic!(
@@ -87,16 +81,13 @@ impl Drop for MotoServer {
 /// Returns a loopback port that was free a moment ago. Another process may take it
 /// before moto_server binds it, which makes the startup wait fail.
 fn free_loopback_port() -> u16 {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("failed to bind a loopback port");
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("failed to bind a loopback port");
     listener.local_addr().unwrap().port()
 }
 
 fn sample_package(content: &[u8]) -> ValidatedPackage {
     let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
-    writer
-        .start_file("index.py", SimpleFileOptions::default())
-        .unwrap();
+    writer.start_file("index.py", SimpleFileOptions::default()).unwrap();
     writer.write_all(content).unwrap();
     let zip = Bytes::from(writer.finish().unwrap().into_inner());
     validate_zip(zip, &PackageLimits::default()).unwrap()
@@ -139,9 +130,7 @@ async fn s3_origin_round_trip_and_versions() {
     set_s3_env(&server.url(), false);
     let store = OriginStore::from_url(&format!("s3://{BUCKET}/prefix")).unwrap();
     assert!(
-        store
-            .describe()
-            .starts_with(&format!("s3://{BUCKET}/prefix")),
+        store.describe().starts_with(&format!("s3://{BUCKET}/prefix")),
         "{}",
         store.describe()
     );
@@ -149,10 +138,7 @@ async fn s3_origin_round_trip_and_versions() {
     let package = sample_package(b"print('hello from s3')");
     let location = store.put_package(&package).await.unwrap();
     assert_eq!(location, format!("packages/{}.zip", package.sha256));
-    assert_eq!(
-        store.get_package(&package.sha256).await.unwrap(),
-        package.bytes
-    );
+    assert_eq!(store.get_package(&package.sha256).await.unwrap(), package.bytes);
 
     // The package is a real object in the bucket, under the prefix. moto rejects
     // unsigned reads, so this uses a signed client without the prefix.
@@ -162,13 +148,7 @@ async fn s3_origin_round_trip_and_versions() {
         .build()
         .unwrap();
     let raw_path = object_store::path::Path::from(format!("prefix/{location}"));
-    let raw = raw_client
-        .get(&raw_path)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let raw = raw_client.get(&raw_path).await.unwrap().bytes().await.unwrap();
     assert_eq!(raw, package.bytes);
 
     set_s3_env(&server.url(), true);
@@ -176,10 +156,7 @@ async fn s3_origin_round_trip_and_versions() {
 
     assert_eq!(store.put_package(&package).await.unwrap(), location);
     let missing = store.get_package(&"0".repeat(64)).await.unwrap_err();
-    assert!(
-        matches!(missing, OriginError::PackageNotFound { .. }),
-        "{missing:?}"
-    );
+    assert!(matches!(missing, OriginError::PackageNotFound { .. }), "{missing:?}");
 
     let first = store
         .put_object(ACCOUNT, "code", "dir/app.zip", Bytes::from_static(b"one"))
@@ -191,10 +168,7 @@ async fn s3_origin_round_trip_and_versions() {
         .unwrap();
     assert!(first.version_id < second.version_id);
 
-    let (latest, latest_bytes) = store
-        .get_object(ACCOUNT, "code", "dir/app.zip", None)
-        .await
-        .unwrap();
+    let (latest, latest_bytes) = store.get_object(ACCOUNT, "code", "dir/app.zip", None).await.unwrap();
     assert_eq!(latest, second);
     assert_eq!(latest_bytes, Bytes::from_static(b"two"));
 
@@ -206,27 +180,15 @@ async fn s3_origin_round_trip_and_versions() {
     assert_eq!(old_bytes, Bytes::from_static(b"one"));
 
     // "dir" is a prefix of "dir/app.zip" as text, but a separate key.
-    let absent = store
-        .get_object(ACCOUNT, "code", "dir", None)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(absent, OriginError::ObjectNotFound { .. }),
-        "{absent:?}"
-    );
+    let absent = store.get_object(ACCOUNT, "code", "dir", None).await.unwrap_err();
+    assert!(matches!(absent, OriginError::ObjectNotFound { .. }), "{absent:?}");
     store
         .put_object(ACCOUNT, "code", "dir", Bytes::from_static(b"dir"))
         .await
         .unwrap();
-    let (_, dir_bytes) = store
-        .get_object(ACCOUNT, "code", "dir", None)
-        .await
-        .unwrap();
+    let (_, dir_bytes) = store.get_object(ACCOUNT, "code", "dir", None).await.unwrap();
     assert_eq!(dir_bytes, Bytes::from_static(b"dir"));
-    let (_, app_bytes) = store
-        .get_object(ACCOUNT, "code", "dir/app.zip", None)
-        .await
-        .unwrap();
+    let (_, app_bytes) = store.get_object(ACCOUNT, "code", "dir/app.zip", None).await.unwrap();
     assert_eq!(app_bytes, Bytes::from_static(b"two"));
 
     let long_key = "%".repeat(1024);
@@ -234,10 +196,7 @@ async fn s3_origin_round_trip_and_versions() {
         .put_object(ACCOUNT, "code", &long_key, Bytes::from_static(b"long"))
         .await
         .unwrap();
-    let (long_got, _) = store
-        .get_object(ACCOUNT, "code", &long_key, None)
-        .await
-        .unwrap();
+    let (long_got, _) = store.get_object(ACCOUNT, "code", &long_key, None).await.unwrap();
     assert_eq!(long_got, long);
 
     let unknown_version = format!("{}ffffffff", &first.version_id[..16]);
@@ -249,11 +208,7 @@ async fn s3_origin_round_trip_and_versions() {
         matches!(&err, OriginError::ObjectNotFound { version_id: Some(v), .. } if *v == unknown_version),
         "{err:?}"
     );
-    assert!(
-        err.to_string()
-            .contains("PUT /code-objects/code/dir/app.zip"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("PUT /code-objects/code/dir/app.zip"), "{err}");
 
     drop(server);
 }

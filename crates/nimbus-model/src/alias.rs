@@ -53,7 +53,10 @@ impl AliasRequest {
         if description.chars().count() > crate::config::MAX_DESCRIPTION_LEN {
             return Err(ValidationError::new(
                 "description",
-                format!("description is {} characters long; use at most 256", description.chars().count()),
+                format!(
+                    "description is {} characters long; use at most 256",
+                    description.chars().count()
+                ),
             ));
         }
 
@@ -63,14 +66,21 @@ impl AliasRequest {
             .map(|config| &config.additional_version_weights)
             .filter(|weights| !weights.is_empty());
         let Some(weights) = weights else {
-            return Ok(ValidAlias { function_version, description, additional_version: None });
+            return Ok(ValidAlias {
+                function_version,
+                description,
+                additional_version: None,
+            });
         };
 
         const FIELD: &str = "routing_config.additional_version_weights";
         if weights.len() > 1 {
             return Err(ValidationError::new(
                 FIELD,
-                format!("routing_config names {} additional versions; an alias can split traffic with one", weights.len()),
+                format!(
+                    "routing_config names {} additional versions; an alias can split traffic with one",
+                    weights.len()
+                ),
             ));
         }
         let (version, weight) = weights.iter().next().expect("one entry");
@@ -98,7 +108,11 @@ impl AliasRequest {
                 format!("weight {weight} for version {additional} is out of range; use a number from 0 to 1"),
             ));
         }
-        Ok(ValidAlias { function_version, description, additional_version: Some((additional, *weight)) })
+        Ok(ValidAlias {
+            function_version,
+            description,
+            additional_version: Some((additional, *weight)),
+        })
     }
 }
 
@@ -134,7 +148,10 @@ mod tests {
     fn alias_weight_rules() {
         let cases = [
             (request("1", &[("2", 1.5)]), "weight 1.5 for version 2 is out of range"),
-            (request("1", &[("2", -0.1)]), "weight -0.1 for version 2 is out of range"),
+            (
+                request("1", &[("2", -0.1)]),
+                "weight -0.1 for version 2 is out of range",
+            ),
             (request("1", &[("1", 0.5)]), "is the alias's own version"),
             (request("1", &[("2", 0.2), ("3", 0.2)]), "names 2 additional versions"),
             (request("$LATEST", &[("2", 0.2)]), "points to $LATEST cannot split"),
@@ -144,7 +161,11 @@ mod tests {
         for (alias, expected) in cases {
             let error = alias.validate().unwrap_err();
             assert_eq!(error.field, "routing_config.additional_version_weights");
-            assert!(error.message.contains(expected), "{} should contain {expected}", error.message);
+            assert!(
+                error.message.contains(expected),
+                "{} should contain {expected}",
+                error.message
+            );
         }
     }
 

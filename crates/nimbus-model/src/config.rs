@@ -46,15 +46,12 @@ pub const RESERVED_ENVIRONMENT_KEYS: &[&str] = &[
 ];
 
 static ENV_KEY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z][a-zA-Z0-9_]+$").unwrap());
-static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-/]+$").unwrap()
-});
-static QUEUE_ARN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^arn:aws[a-zA-Z-]*:(sqs|sns):[a-z0-9-]+:\d{12}:[a-zA-Z0-9_.\-]+$").unwrap()
-});
-static LAYER_ARN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:layer:[a-zA-Z0-9_\-]+:[0-9]+$").unwrap()
-});
+static ROLE_ARN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-/]+$").unwrap());
+static QUEUE_ARN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^arn:aws[a-zA-Z-]*:(sqs|sns):[a-z0-9-]+:\d{12}:[a-zA-Z0-9_.\-]+$").unwrap());
+static LAYER_ARN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:layer:[a-zA-Z0-9_\-]+:[0-9]+$").unwrap());
 static SUBNET_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^subnet-[0-9a-z]+$").unwrap());
 static SECURITY_GROUP_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^sg-[0-9a-z]+$").unwrap());
 
@@ -308,7 +305,10 @@ fn check_vpc_config(vpc: &VpcConfig) -> Result<(), ValidationError> {
     if vpc.subnet_ids.len() > MAX_SUBNETS {
         return Err(ValidationError::new(
             "vpc_config.subnet_ids",
-            format!("vpc_config has {} subnet ids; use at most {MAX_SUBNETS}", vpc.subnet_ids.len()),
+            format!(
+                "vpc_config has {} subnet ids; use at most {MAX_SUBNETS}",
+                vpc.subnet_ids.len()
+            ),
         ));
     }
     if vpc.security_group_ids.len() > MAX_SECURITY_GROUPS {
@@ -351,7 +351,10 @@ fn check_layers(layers: &[String]) -> Result<(), ValidationError> {
     if layers.len() > MAX_LAYERS {
         return Err(ValidationError::new(
             "layers",
-            format!("{} layers were given; a function can use at most {MAX_LAYERS}", layers.len()),
+            format!(
+                "{} layers were given; a function can use at most {MAX_LAYERS}",
+                layers.len()
+            ),
         ));
     }
     if let Some(bad) = layers.iter().find(|arn| !LAYER_ARN.is_match(arn)) {
@@ -513,13 +516,21 @@ mod tests {
         assert_eq!(create(with("timeout", 900.into())).unwrap().timeout, 900);
         for bad in [0, 901] {
             let error = error_of(with("timeout", bad.into()));
-            assert_eq!(error.message, format!("timeout {bad} is out of range; use 1 to 900 seconds"));
+            assert_eq!(
+                error.message,
+                format!("timeout {bad} is out of range; use 1 to 900 seconds")
+            );
         }
     }
 
     #[test]
     fn ephemeral_storage_range() {
-        assert_eq!(create(with("ephemeral_storage", 10240.into())).unwrap().ephemeral_storage, 10240);
+        assert_eq!(
+            create(with("ephemeral_storage", 10240.into()))
+                .unwrap()
+                .ephemeral_storage,
+            10240
+        );
         for bad in [511, 10241] {
             let error = error_of(with("ephemeral_storage", bad.into()));
             assert_eq!(error.field, "ephemeral_storage");
@@ -591,7 +602,13 @@ mod tests {
     #[test]
     fn dead_letter_queue_format() {
         let arn = "arn:aws:sqs:us-east-1:123456789012:failed-events";
-        assert_eq!(create(with("dead_letter_queue", arn.into())).unwrap().dead_letter_queue.as_deref(), Some(arn));
+        assert_eq!(
+            create(with("dead_letter_queue", arn.into()))
+                .unwrap()
+                .dead_letter_queue
+                .as_deref(),
+            Some(arn)
+        );
         let error = error_of(with("dead_letter_queue", "my-queue".into()));
         assert_eq!(error.field, "dead_letter_queue");
         assert!(error.message.contains("'my-queue'"));
@@ -626,7 +643,10 @@ mod tests {
     fn update_keeps_absent_fields() {
         let mut settings = create(with("memory_size", 512.into())).unwrap();
         settings
-            .apply(&UpdateConfigRequest { timeout: Some(30), ..Default::default() })
+            .apply(&UpdateConfigRequest {
+                timeout: Some(30),
+                ..Default::default()
+            })
             .unwrap();
         assert_eq!(settings.memory_size, 512);
         assert_eq!(settings.timeout, 30);
@@ -648,7 +668,10 @@ mod tests {
 
     #[test]
     fn code_location_shapes() {
-        let inline = CodeLocation { zip_file: Some("UEs=".into()), ..Default::default() };
+        let inline = CodeLocation {
+            zip_file: Some("UEs=".into()),
+            ..Default::default()
+        };
         assert_eq!(inline.source("code"), Ok(CodeSource::Inline("UEs=".into())));
 
         let object = CodeLocation {
@@ -656,15 +679,33 @@ mod tests {
             s3_key: Some("k.zip".into()),
             ..Default::default()
         };
-        assert!(matches!(object.source("code"), Ok(CodeSource::Object { version_id: None, .. })));
+        assert!(matches!(
+            object.source("code"),
+            Ok(CodeSource::Object { version_id: None, .. })
+        ));
 
-        let both = CodeLocation { zip_file: Some("x".into()), s3_bucket: Some("b".into()), ..Default::default() };
+        let both = CodeLocation {
+            zip_file: Some("x".into()),
+            s3_bucket: Some("b".into()),
+            ..Default::default()
+        };
         assert!(both.source("code").unwrap_err().message.contains("both"));
 
-        let half = CodeLocation { s3_bucket: Some("b".into()), ..Default::default() };
-        assert!(half.source("code").unwrap_err().message.contains("both s3_bucket and s3_key"));
+        let half = CodeLocation {
+            s3_bucket: Some("b".into()),
+            ..Default::default()
+        };
+        assert!(half
+            .source("code")
+            .unwrap_err()
+            .message
+            .contains("both s3_bucket and s3_key"));
 
-        assert!(CodeLocation::default().source("code").unwrap_err().message.contains("missing"));
+        assert!(CodeLocation::default()
+            .source("code")
+            .unwrap_err()
+            .message
+            .contains("missing"));
     }
 
     #[test]

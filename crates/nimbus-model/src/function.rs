@@ -102,7 +102,9 @@ impl FunctionConfiguration {
             memory_size: settings.memory_size,
             timeout: settings.timeout,
             ephemeral_storage: settings.ephemeral_storage,
-            environment: Environment { variables: settings.environment.clone() },
+            environment: Environment {
+                variables: settings.environment.clone(),
+            },
             vpc_config: settings.vpc_config.clone(),
             dead_letter_queue: settings.dead_letter_queue.clone(),
             tracing_mode: settings.tracing_mode,
@@ -117,14 +119,27 @@ impl FunctionConfiguration {
 
     pub fn latest(function: &FunctionRecord, region: &str, account_number: &str) -> Self {
         let arn = function_arn(region, account_number, &function.name, None);
-        Self::build(function, arn, LATEST.to_string(), &function.settings, &function.code, function.last_modified)
+        Self::build(
+            function,
+            arn,
+            LATEST.to_string(),
+            &function.settings,
+            &function.code,
+            function.last_modified,
+        )
     }
 
     pub fn version(function: &FunctionRecord, version: &VersionRecord, region: &str, account_number: &str) -> Self {
         let number = version.number.to_string();
         let arn = function_arn(region, account_number, &function.name, Some(&number));
-        let mut configuration =
-            Self::build(function, arn, number, &version.settings, &version.code, version.created_at);
+        let mut configuration = Self::build(
+            function,
+            arn,
+            number,
+            &version.settings,
+            &version.code,
+            version.created_at,
+        );
         // A published version is immutable and was Active when it was published.
         configuration.state = FunctionState::Active;
         configuration.state_reason = None;

@@ -11,8 +11,8 @@ pub mod state;
 
 pub use alias::{Alias, AliasRequest, RoutingConfig};
 pub use config::{
-    CodeLocation, CreateFunctionRequest, Environment, FunctionSettings, TracingMode,
-    UpdateCodeRequest, UpdateConfigRequest, VpcConfig,
+    CodeLocation, CreateFunctionRequest, Environment, FunctionSettings, TracingMode, UpdateCodeRequest,
+    UpdateConfigRequest, VpcConfig,
 };
 pub use error::ValidationError;
 pub use function::{CodeInfo, FunctionConfiguration, FunctionRecord, VersionRecord};

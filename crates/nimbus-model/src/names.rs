@@ -25,9 +25,7 @@ pub fn validate_function_name(name: &str) -> Result<(), ValidationError> {
     if let Some(bad) = name.chars().find(|c| !is_name_char(*c)) {
         return Err(ValidationError::new(
             "function_name",
-            format!(
-                "function name '{name}' contains '{bad}'; use only letters, digits, hyphens and underscores"
-            ),
+            format!("function name '{name}' contains '{bad}'; use only letters, digits, hyphens and underscores"),
         ));
     }
     Ok(())
@@ -56,9 +54,7 @@ pub fn validate_alias_name(name: &str) -> Result<(), ValidationError> {
     if let Some(bad) = name.chars().find(|c| !is_name_char(*c)) {
         return Err(ValidationError::new(
             "alias_name",
-            format!(
-                "alias name '{name}' contains '{bad}'; use only letters, digits, hyphens and underscores"
-            ),
+            format!("alias name '{name}' contains '{bad}'; use only letters, digits, hyphens and underscores"),
         ));
     }
     Ok(())
@@ -83,18 +79,14 @@ impl Qualifier {
                 Ok(number) if number >= 1 => Ok(Qualifier::Version(number)),
                 _ => Err(ValidationError::new(
                     "qualifier",
-                    format!(
-                        "qualifier '{value}' is not a valid version; versions are numbered from 1"
-                    ),
+                    format!("qualifier '{value}' is not a valid version; versions are numbered from 1"),
                 )),
             };
         }
         validate_alias_name(value).map_err(|_| {
             ValidationError::new(
                 "qualifier",
-                format!(
-                    "qualifier '{value}' is invalid; use $LATEST, a version number or an alias name"
-                ),
+                format!("qualifier '{value}' is invalid; use $LATEST, a version number or an alias name"),
             )
         })?;
         Ok(Qualifier::Alias(value.to_string()))

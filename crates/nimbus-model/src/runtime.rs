@@ -27,28 +27,94 @@ pub struct Runtime {
 
 /// Runtime ids that Lambda has offered, current and deprecated.
 pub const KNOWN_RUNTIMES: &[Runtime] = &[
-    Runtime { id: "python3.8", family: RuntimeFamily::Python },
-    Runtime { id: "python3.9", family: RuntimeFamily::Python },
-    Runtime { id: "python3.10", family: RuntimeFamily::Python },
-    Runtime { id: "python3.11", family: RuntimeFamily::Python },
-    Runtime { id: "python3.12", family: RuntimeFamily::Python },
-    Runtime { id: "python3.13", family: RuntimeFamily::Python },
-    Runtime { id: "nodejs16.x", family: RuntimeFamily::Node },
-    Runtime { id: "nodejs18.x", family: RuntimeFamily::Node },
-    Runtime { id: "nodejs20.x", family: RuntimeFamily::Node },
-    Runtime { id: "nodejs22.x", family: RuntimeFamily::Node },
-    Runtime { id: "ruby3.2", family: RuntimeFamily::Ruby },
-    Runtime { id: "ruby3.3", family: RuntimeFamily::Ruby },
-    Runtime { id: "java8.al2", family: RuntimeFamily::Java },
-    Runtime { id: "java11", family: RuntimeFamily::Java },
-    Runtime { id: "java17", family: RuntimeFamily::Java },
-    Runtime { id: "java21", family: RuntimeFamily::Java },
-    Runtime { id: "dotnet6", family: RuntimeFamily::Dotnet },
-    Runtime { id: "dotnet8", family: RuntimeFamily::Dotnet },
-    Runtime { id: "go1.x", family: RuntimeFamily::Custom },
-    Runtime { id: "provided", family: RuntimeFamily::Custom },
-    Runtime { id: "provided.al2", family: RuntimeFamily::Custom },
-    Runtime { id: "provided.al2023", family: RuntimeFamily::Custom },
+    Runtime {
+        id: "python3.8",
+        family: RuntimeFamily::Python,
+    },
+    Runtime {
+        id: "python3.9",
+        family: RuntimeFamily::Python,
+    },
+    Runtime {
+        id: "python3.10",
+        family: RuntimeFamily::Python,
+    },
+    Runtime {
+        id: "python3.11",
+        family: RuntimeFamily::Python,
+    },
+    Runtime {
+        id: "python3.12",
+        family: RuntimeFamily::Python,
+    },
+    Runtime {
+        id: "python3.13",
+        family: RuntimeFamily::Python,
+    },
+    Runtime {
+        id: "nodejs16.x",
+        family: RuntimeFamily::Node,
+    },
+    Runtime {
+        id: "nodejs18.x",
+        family: RuntimeFamily::Node,
+    },
+    Runtime {
+        id: "nodejs20.x",
+        family: RuntimeFamily::Node,
+    },
+    Runtime {
+        id: "nodejs22.x",
+        family: RuntimeFamily::Node,
+    },
+    Runtime {
+        id: "ruby3.2",
+        family: RuntimeFamily::Ruby,
+    },
+    Runtime {
+        id: "ruby3.3",
+        family: RuntimeFamily::Ruby,
+    },
+    Runtime {
+        id: "java8.al2",
+        family: RuntimeFamily::Java,
+    },
+    Runtime {
+        id: "java11",
+        family: RuntimeFamily::Java,
+    },
+    Runtime {
+        id: "java17",
+        family: RuntimeFamily::Java,
+    },
+    Runtime {
+        id: "java21",
+        family: RuntimeFamily::Java,
+    },
+    Runtime {
+        id: "dotnet6",
+        family: RuntimeFamily::Dotnet,
+    },
+    Runtime {
+        id: "dotnet8",
+        family: RuntimeFamily::Dotnet,
+    },
+    Runtime {
+        id: "go1.x",
+        family: RuntimeFamily::Custom,
+    },
+    Runtime {
+        id: "provided",
+        family: RuntimeFamily::Custom,
+    },
+    Runtime {
+        id: "provided.al2",
+        family: RuntimeFamily::Custom,
+    },
+    Runtime {
+        id: "provided.al2023",
+        family: RuntimeFamily::Custom,
+    },
 ];
 
 pub const MAX_HANDLER_LEN: usize = 128;
@@ -180,7 +246,10 @@ mod tests {
     #[test]
     fn node_handler_files() {
         let node = Runtime::parse("nodejs20.x").unwrap();
-        assert_eq!(node.handler_files("index.handler"), ["index.js", "index.mjs", "index.cjs"]);
+        assert_eq!(
+            node.handler_files("index.handler"),
+            ["index.js", "index.mjs", "index.cjs"]
+        );
         assert_eq!(
             node.handler_files("lib/v1.2/index.obj.run"),
             ["lib/v1.2/index.js", "lib/v1.2/index.mjs", "lib/v1.2/index.cjs"]

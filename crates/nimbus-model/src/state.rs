@@ -106,10 +106,15 @@ mod tests {
     fn invalid_transition_error() {
         assert_eq!(
             Pending.transition(Updating),
-            Err(InvalidTransition { from: Pending, to: Updating })
+            Err(InvalidTransition {
+                from: Pending,
+                to: Updating
+            })
         );
-        assert_eq!(Updating.transition(Updating).unwrap_err().to_string(),
-            "function state cannot change from Updating to Updating");
+        assert_eq!(
+            Updating.transition(Updating).unwrap_err().to_string(),
+            "function state cannot change from Updating to Updating"
+        );
         assert_eq!(Active.transition(Updating), Ok(Updating));
     }
 

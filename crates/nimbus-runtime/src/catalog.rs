@@ -174,7 +174,10 @@ fn probe_node(path: &Path) -> Option<RuntimeOffer> {
 /// and stderr, or `None` if it is missing, a shim, fails or times out.
 fn probe_version(path: &Path) -> Option<String> {
     let resolved = std::fs::canonicalize(path).ok()?;
-    if resolved.components().any(|component| component == Component::Normal("shims".as_ref())) {
+    if resolved
+        .components()
+        .any(|component| component == Component::Normal("shims".as_ref()))
+    {
         tracing::info!(interpreter = %path.display(), resolved = %resolved.display(), "interpreter is a version-manager shim, skipped");
         return None;
     }
@@ -225,7 +228,9 @@ impl RuntimeOffer {
     pub fn command(&self, runtime_root: &Path, task_root: &Path) -> Vec<String> {
         match self.kind {
             RuntimeKind::Python => {
-                let Some(interpreter) = &self.interpreter else { return Vec::new() };
+                let Some(interpreter) = &self.interpreter else {
+                    return Vec::new();
+                };
                 // -S skips `site`: the host's site-packages stay off sys.path, so a
                 // function imports only from the standard library, its task root and its
                 // layers, whatever is installed on the worker, and Python starts faster. Lambda
@@ -240,8 +245,13 @@ impl RuntimeOffer {
                 ]
             }
             RuntimeKind::Node => {
-                let Some(interpreter) = &self.interpreter else { return Vec::new() };
-                vec![interpreter.display().to_string(), runtime_root.join(NODE_BOOTSTRAP_PATH).display().to_string()]
+                let Some(interpreter) = &self.interpreter else {
+                    return Vec::new();
+                };
+                vec![
+                    interpreter.display().to_string(),
+                    runtime_root.join(NODE_BOOTSTRAP_PATH).display().to_string(),
+                ]
             }
             // NOTE: Lambda also accepts /opt/bootstrap from a layer when the task root has
             // none, but this command only looks in the task root.
@@ -297,7 +307,10 @@ fn write_if_changed(path: &Path, content: &str) -> std::io::Result<()> {
         return Ok(());
     }
     let Some(parent) = path.parent() else {
-        return Err(std::io::Error::other(format!("bootstrap path {} has no parent directory", path.display())));
+        return Err(std::io::Error::other(format!(
+            "bootstrap path {} has no parent directory",
+            path.display()
+        )));
     };
     std::fs::create_dir_all(parent)?;
 
@@ -319,14 +332,22 @@ mod tests {
     use super::*;
 
     fn offer(id: &str, kind: RuntimeKind, interpreter: Option<&str>) -> RuntimeOffer {
-        RuntimeOffer { id: id.to_string(), kind, interpreter: interpreter.map(PathBuf::from), version: None }
+        RuntimeOffer {
+            id: id.to_string(),
+            kind,
+            interpreter: interpreter.map(PathBuf::from),
+            version: None,
+        }
     }
 
     #[test]
     fn python_command_uses_bootstrap_in_runtime_root() {
         let python = offer("python3.11", RuntimeKind::Python, Some("/usr/bin/python3.11"));
         let argv = python.command(Path::new("/var/runtime"), Path::new("/var/task"));
-        assert_eq!(argv, ["/usr/bin/python3.11", "-S", "-u", "/var/runtime/python/bootstrap.py"]);
+        assert_eq!(
+            argv,
+            ["/usr/bin/python3.11", "-S", "-u", "/var/runtime/python/bootstrap.py"]
+        );
     }
 
     #[test]
@@ -346,15 +367,23 @@ mod tests {
     #[test]
     fn interpreter_missing_gives_empty_command() {
         let python = offer("python3.11", RuntimeKind::Python, None);
-        assert!(python.command(Path::new("/var/runtime"), Path::new("/var/task")).is_empty());
+        assert!(python
+            .command(Path::new("/var/runtime"), Path::new("/var/task"))
+            .is_empty());
     }
 
     #[test]
     fn node_environment_sets_node_path() {
         let node = offer("nodejs20.x", RuntimeKind::Node, Some("/usr/bin/node"));
         let environment = node.environment(Path::new("/var/runtime"), Path::new("/var/task"));
-        let node_path = environment.iter().find(|(name, _)| name == "NODE_PATH").map(|(_, value)| value.as_str());
-        assert_eq!(node_path, Some("/opt/nodejs/node20/node_modules:/opt/nodejs/node_modules:/var/task"));
+        let node_path = environment
+            .iter()
+            .find(|(name, _)| name == "NODE_PATH")
+            .map(|(_, value)| value.as_str());
+        assert_eq!(
+            node_path,
+            Some("/opt/nodejs/node20/node_modules:/opt/nodejs/node_modules:/var/task")
+        );
         assert!(environment.contains(&("LAMBDA_TASK_ROOT".to_string(), "/var/task".to_string())));
         assert!(environment.contains(&("AWS_EXECUTION_ENV".to_string(), "AWS_Lambda_nodejs20.x".to_string())));
     }
@@ -374,7 +403,10 @@ mod tests {
             offer("python3.11", RuntimeKind::Python, Some("/usr/bin/python3.11")),
             offer("provided.al2023", RuntimeKind::Provided, None),
         ]);
-        assert_eq!(catalog.get("provided.al2023").map(|offer| offer.kind), Some(RuntimeKind::Provided));
+        assert_eq!(
+            catalog.get("provided.al2023").map(|offer| offer.kind),
+            Some(RuntimeKind::Provided)
+        );
         assert!(catalog.get("python3.12").is_none());
         assert_eq!(catalog.offers().len(), 2);
     }
@@ -393,17 +425,29 @@ mod tests {
         }
         // The next two checks apply only where /usr/bin/python3 and /usr/bin/node exist.
         if Path::new("/usr/bin/python3").exists() {
-            assert!(catalog.offers().iter().any(|offer| offer.kind == RuntimeKind::Python), "{:?}", catalog.offers());
+            assert!(
+                catalog.offers().iter().any(|offer| offer.kind == RuntimeKind::Python),
+                "{:?}",
+                catalog.offers()
+            );
         }
         if Path::new("/usr/bin/node").exists() {
-            assert!(catalog.offers().iter().any(|offer| offer.kind == RuntimeKind::Node), "{:?}", catalog.offers());
+            assert!(
+                catalog.offers().iter().any(|offer| offer.kind == RuntimeKind::Node),
+                "{:?}",
+                catalog.offers()
+            );
         }
     }
 
     #[test]
     fn detect_names_python_by_reported_version() {
         let catalog = RuntimeCatalog::detect();
-        for offer in catalog.offers().iter().filter(|offer| offer.kind == RuntimeKind::Python) {
+        for offer in catalog
+            .offers()
+            .iter()
+            .filter(|offer| offer.kind == RuntimeKind::Python)
+        {
             let version = offer.version.as_deref().unwrap_or_default();
             let major_minor: Vec<&str> = version.split('.').take(2).collect();
             assert_eq!(offer.id, format!("python{}", major_minor.join(".")), "{offer:?}");

@@ -42,9 +42,26 @@ fn awslambdaric_packages() -> &'static Path {
             ("/usr/bin/python3", vec!["-m", "pip", "install"])
         } else {
             // Another Python's pip can fetch the wheel for Debian's Python.
-            ("python3", vec!["-m", "pip", "install", "--python-version", "3.11", "--only-binary=:all:"])
+            (
+                "python3",
+                vec![
+                    "-m",
+                    "pip",
+                    "install",
+                    "--python-version",
+                    "3.11",
+                    "--only-binary=:all:",
+                ],
+            )
         };
-        args.extend(["--quiet", "--disable-pip-version-check", "--no-input", "--target", &target_arg, "awslambdaric"]);
+        args.extend([
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--target",
+            &target_arg,
+            "awslambdaric",
+        ]);
 
         let command_line = format!("{program} {}", args.join(" "));
         let output = std::process::Command::new(program)
@@ -66,9 +83,14 @@ async fn start_awslambdaric(handler: &str, files: &[(&str, &str)]) -> TestSlot {
     let packages = awslambdaric_packages();
     let task_root = write_task_root(files);
     let runtime_root = tempfile::tempdir().expect("create runtime root");
-    let argv = ["/usr/bin/python3", "-m", "awslambdaric", handler].map(String::from).to_vec();
+    let argv = ["/usr/bin/python3", "-m", "awslambdaric", handler]
+        .map(String::from)
+        .to_vec();
     let environment = vec![
-        ("PYTHONPATH".to_string(), format!("{}:{}", packages.display(), task_root.path().display())),
+        (
+            "PYTHONPATH".to_string(),
+            format!("{}:{}", packages.display(), task_root.path().display()),
+        ),
         ("LAMBDA_TASK_ROOT".to_string(), task_root.path().display().to_string()),
         ("_HANDLER".to_string(), handler.to_string()),
     ];
@@ -113,11 +135,17 @@ async fn awslambdaric_error_round_trips() {
     let error = parse_json(&body);
     // awslambdaric 4.2.2 sends no Lambda-Runtime-Function-Error-Type header with an
     // invocation error (only with an init error); the type is in the document.
-    assert!(matches!(error_type.as_deref(), None | Some("RuntimeError")), "{error_type:?}");
+    assert!(
+        matches!(error_type.as_deref(), None | Some("RuntimeError")),
+        "{error_type:?}"
+    );
     assert_eq!(error["errorType"], json!("RuntimeError"));
     assert_eq!(error["errorMessage"], json!("requested failure"));
     assert_eq!(error["requestId"], json!(request_id));
-    assert!(error["stackTrace"].as_array().is_some_and(|trace| !trace.is_empty()), "{error}");
+    assert!(
+        error["stackTrace"].as_array().is_some_and(|trace| !trace.is_empty()),
+        "{error}"
+    );
 
     // The runtime keeps serving after an error.
     let fields = parse_json(&slot.invoke_ok(r#"{"fail": false}"#).await);
@@ -129,7 +157,10 @@ async fn awslambdaric_init_error_reported() {
     let mut slot = start_awslambdaric("app.handler", &[("app.py", "import not_a_module\n")]).await;
     let (error_type, error) = slot.expect_init_error().await;
     assert_eq!(error_type.as_deref(), Some("Runtime.ImportModuleError"));
-    assert_eq!(error["errorMessage"], json!("Unable to import module 'app': No module named 'not_a_module'"));
+    assert_eq!(
+        error["errorMessage"],
+        json!("Unable to import module 'app': No module named 'not_a_module'")
+    );
     let status = slot.wait_exit().await;
     assert_eq!(status.code(), Some(1), "output:\n{}", slot.output());
 }

@@ -73,7 +73,10 @@ fn files() -> Vec<(&'static str, &'static str)> {
     vec![
         ("index.js", INDEX_JS),
         ("node_modules/dep/index.js", DEP_JS),
-        ("app.mjs", "export const handler = async (event) => ({ esm: 'mjs', event });\n"),
+        (
+            "app.mjs",
+            "export const handler = async (event) => ({ esm: 'mjs', event });\n",
+        ),
         ("lib.cjs", "exports.handler = async () => 'cjs';\n"),
         ("esm/package.json", r#"{"type":"module"}"#),
         ("esm/index.js", "export const handler = async () => 'type module';\n"),
@@ -95,7 +98,10 @@ async fn node_slot(handler: &str) -> TestSlot {
 async fn async_response_is_json_stringify_output() {
     let slot = node_slot("index.fixed").await;
     let body = slot.invoke_ok("{}").await;
-    assert_eq!(String::from_utf8_lossy(&body), r#"{"message":"héllo","items":[1,2.5,null,true]}"#);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        r#"{"message":"héllo","items":[1,2.5,null,true]}"#
+    );
 }
 
 #[tokio::test]
@@ -118,7 +124,10 @@ async fn callback_handlers_respond() {
 async fn callback_waits_for_empty_event_loop() {
     let slot = node_slot("index.callbackWaits").await;
     assert_eq!(text(&slot.invoke_ok(r#"{"wait": true}"#).await), r#"{"timerRan":true}"#);
-    assert_eq!(text(&slot.invoke_ok(r#"{"wait": false}"#).await), r#"{"timerRan":false}"#);
+    assert_eq!(
+        text(&slot.invoke_ok(r#"{"wait": false}"#).await),
+        r#"{"timerRan":false}"#
+    );
 }
 
 #[tokio::test]
@@ -171,8 +180,14 @@ async fn context_carries_invocation_headers() {
     assert_eq!(fields["logStreamName"], json!(LOG_STREAM));
     assert_eq!(fields["traceId"], json!(trace_id));
     assert_eq!(fields["callbackWaitsForEmptyEventLoop"], json!(true));
-    assert_eq!(fields["clientContext"], json!({"client": {"installation_id": "install-1"}, "custom": {"k": "v"}}));
-    assert_eq!(fields["identity"], json!({"cognitoIdentityId": "id-1", "cognitoIdentityPoolId": "pool-1"}));
+    assert_eq!(
+        fields["clientContext"],
+        json!({"client": {"installation_id": "install-1"}, "custom": {"k": "v"}})
+    );
+    assert_eq!(
+        fields["identity"],
+        json!({"cognitoIdentityId": "id-1", "cognitoIdentityPoolId": "pool-1"})
+    );
     assert_eq!(fields["cwd"], json!(slot.task_root().display().to_string()));
     let remaining = fields["remaining"].as_i64().expect("remaining time is a number");
     assert!((50_000..=60_000).contains(&remaining), "remaining time {remaining} ms");
@@ -203,16 +218,27 @@ async fn rejected_promise_shaped_like_lambda() {
     let slot = node_slot("index.fail").await;
     let (error_type, error) = slot.invoke_error("{}").await;
     assert_eq!(error_type.as_deref(), Some("TypeError"));
-    let keys: Vec<&str> = error.as_object().expect("error is an object").keys().map(String::as_str).collect();
+    let keys: Vec<&str> = error
+        .as_object()
+        .expect("error is an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(keys, ["errorMessage", "errorType", "trace"]);
     assert_eq!(error["errorType"], json!("TypeError"));
     assert_eq!(error["errorMessage"], json!("bad input"));
     let trace = error["trace"].as_array().expect("trace is an array");
     assert_eq!(trace[0], json!("TypeError: bad input"));
-    assert!(trace[1].as_str().is_some_and(|frame| frame.contains("index.js")), "{trace:?}");
+    assert!(
+        trace[1].as_str().is_some_and(|frame| frame.contains("index.js")),
+        "{trace:?}"
+    );
 
     let output = slot.output();
-    assert!(output.contains("\tERROR\tInvoke Error \t{\"errorType\":\"TypeError\""), "{output}");
+    assert!(
+        output.contains("\tERROR\tInvoke Error \t{\"errorType\":\"TypeError\""),
+        "{output}"
+    );
 }
 
 #[tokio::test]
@@ -290,7 +316,10 @@ async fn init_error(handler: &str, files: &[(&str, &str)]) -> (Option<String>, s
     assert_eq!(status.code(), Some(129), "exit status; output:\n{}", slot.output());
     assert!(error["trace"].is_array(), "{error}");
     let output = slot.output();
-    assert!(output.contains("\tundefined\tERROR\tUncaught Exception \t{"), "{output}");
+    assert!(
+        output.contains("\tundefined\tERROR\tUncaught Exception \t{"),
+        "{output}"
+    );
     (error_type, error)
 }
 
@@ -302,14 +331,20 @@ fn message(error: &serde_json::Value) -> &str {
 async fn missing_module_is_import_module_error() {
     let (error_type, error) = init_error("missing.handler", &files()).await;
     assert_eq!(error_type.as_deref(), Some("Runtime.ImportModuleError"));
-    assert!(message(&error).starts_with("Error: Cannot find module 'missing'"), "{error}");
+    assert!(
+        message(&error).starts_with("Error: Cannot find module 'missing'"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
 async fn missing_dependency_is_import_module_error() {
     let (error_type, error) = init_error("app.handler", &[("app.js", "require('not-installed');\n")]).await;
     assert_eq!(error_type.as_deref(), Some("Runtime.ImportModuleError"));
-    assert!(message(&error).starts_with("Error: Cannot find module 'not-installed'"), "{error}");
+    assert!(
+        message(&error).starts_with("Error: Cannot find module 'not-installed'"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

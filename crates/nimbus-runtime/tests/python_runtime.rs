@@ -126,7 +126,10 @@ async fn response_is_json_dumps_output() {
     let slot = python_slot("fixed").await;
     let body = slot.invoke_ok("{}").await;
     // Python 3.11 escapes non-ASCII characters, as Lambda's python3.11 does.
-    assert_eq!(text(&body), r#"{"message": "h\u00e9llo", "items": [1, 2.5, null, true]}"#);
+    assert_eq!(
+        text(&body),
+        r#"{"message": "h\u00e9llo", "items": [1, 2.5, null, true]}"#
+    );
 }
 
 #[tokio::test]
@@ -219,9 +222,15 @@ async fn task_root_first_and_host_packages_hidden() {
 async fn nested_handler_paths_load() {
     let files = [
         ("src/app.py", "def handler(event, context):\n    return 'src/app'\n"),
-        ("pkg/sub/mod.py", "def handler(event, context):\n    return 'pkg/sub/mod'\n"),
+        (
+            "pkg/sub/mod.py",
+            "def handler(event, context):\n    return 'pkg/sub/mod'\n",
+        ),
         ("vendored/__init__.py", "VALUE = 'vendored'\n"),
-        ("uses_vendored.py", "import vendored\n\ndef handler(event, context):\n    return vendored.VALUE\n"),
+        (
+            "uses_vendored.py",
+            "import vendored\n\ndef handler(event, context):\n    return vendored.VALUE\n",
+        ),
     ];
     let cases = [
         ("src/app.handler", "\"src/app\""),
@@ -270,7 +279,10 @@ async fn handler_exception_shaped_like_lambda() {
     assert!(frame.contains("in fail"), "{frame}");
 
     let output = slot.output();
-    assert!(output.contains("[ERROR] ValueError: boom\rTraceback (most recent call last):\r"), "{output}");
+    assert!(
+        output.contains("[ERROR] ValueError: boom\rTraceback (most recent call last):\r"),
+        "{output}"
+    );
 }
 
 #[tokio::test]
@@ -287,7 +299,10 @@ async fn unserializable_result_is_marshal_error() {
     let (error_type, error) = slot.invoke_error("{}").await;
     assert_eq!(error_type.as_deref(), Some("Runtime.MarshalError"));
     assert_eq!(error["errorType"], json!("Runtime.MarshalError"));
-    assert_eq!(error["errorMessage"], json!("Unable to marshal response: Object of type set is not JSON serializable"));
+    assert_eq!(
+        error["errorMessage"],
+        json!("Unable to marshal response: Object of type set is not JSON serializable")
+    );
     assert_eq!(error["stackTrace"], json!([]));
 }
 
@@ -297,7 +312,10 @@ async fn invalid_event_is_unmarshal_error() {
     let (error_type, error) = slot.invoke_error("{not json").await;
     assert_eq!(error_type.as_deref(), Some("Runtime.UnmarshalError"));
     let message = error["errorMessage"].as_str().unwrap_or_default();
-    assert!(message.starts_with("Unable to unmarshal input: Expecting property name"), "{message}");
+    assert!(
+        message.starts_with("Unable to unmarshal input: Expecting property name"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -323,16 +341,25 @@ async fn missing_import_is_import_module_error() {
     let (error_type, error, slot) = init_error("import not_a_module\n", "app.handler").await;
     assert_eq!(error_type.as_deref(), Some("Runtime.ImportModuleError"));
     assert_eq!(error["errorType"], json!("Runtime.ImportModuleError"));
-    assert_eq!(error["errorMessage"], json!("Unable to import module 'app': No module named 'not_a_module'"));
+    assert_eq!(
+        error["errorMessage"],
+        json!("Unable to import module 'app': No module named 'not_a_module'")
+    );
     let output = slot.output();
-    assert!(output.contains("[ERROR] Runtime.ImportModuleError: Unable to import module 'app'"), "{output}");
+    assert!(
+        output.contains("[ERROR] Runtime.ImportModuleError: Unable to import module 'app'"),
+        "{output}"
+    );
 }
 
 #[tokio::test]
 async fn missing_module_is_import_module_error() {
     let (error_type, error, _slot) = init_error("", "missing.handler").await;
     assert_eq!(error_type.as_deref(), Some("Runtime.ImportModuleError"));
-    assert_eq!(error["errorMessage"], json!("Unable to import module 'missing': No module named 'missing'"));
+    assert_eq!(
+        error["errorMessage"],
+        json!("Unable to import module 'missing': No module named 'missing'")
+    );
 }
 
 #[tokio::test]
@@ -356,14 +383,20 @@ async fn missing_function_is_handler_not_found() {
 async fn handler_without_dot_is_malformed() {
     let (error_type, error, _slot) = init_error("", "app").await;
     assert_eq!(error_type.as_deref(), Some("Runtime.MalformedHandlerName"));
-    assert_eq!(error["errorMessage"], json!("Bad handler 'app': not enough values to unpack (expected 2, got 1)"));
+    assert_eq!(
+        error["errorMessage"],
+        json!("Bad handler 'app': not enough values to unpack (expected 2, got 1)")
+    );
 }
 
 #[tokio::test]
 async fn builtin_module_handler_is_conflict() {
     let (error_type, error, _slot) = init_error("", "sys.handler").await;
     assert_eq!(error_type.as_deref(), Some("Runtime.BuiltInModuleConflict"));
-    assert_eq!(error["errorMessage"], json!("Cannot use built-in module sys as a handler module"));
+    assert_eq!(
+        error["errorMessage"],
+        json!("Cannot use built-in module sys as a handler module")
+    );
 }
 
 #[tokio::test]
@@ -373,7 +406,12 @@ async fn import_time_exception_keeps_its_type() {
     assert_eq!(error["errorType"], json!("KeyError"));
     assert_eq!(error["errorMessage"], json!("'setting'"));
     let trace = error["stackTrace"].as_array().expect("stackTrace is an array");
-    assert!(trace.iter().any(|frame| frame.as_str().is_some_and(|frame| frame.contains("app.py"))), "{trace:?}");
+    assert!(
+        trace
+            .iter()
+            .any(|frame| frame.as_str().is_some_and(|frame| frame.contains("app.py"))),
+        "{trace:?}"
+    );
 }
 
 #[tokio::test]
@@ -395,8 +433,14 @@ def handler(event, context):
     slot.invoke(invocation).await;
 
     let output = slot.output();
-    let log_line = output.lines().find(|line| line.starts_with("[INFO]\t")).unwrap_or_else(|| panic!("{output}"));
-    assert!(log_line.ends_with(&format!("Z\t{request_id}\thello logs")), "{log_line}");
+    let log_line = output
+        .lines()
+        .find(|line| line.starts_with("[INFO]\t"))
+        .unwrap_or_else(|| panic!("{output}"));
+    assert!(
+        log_line.ends_with(&format!("Z\t{request_id}\thello logs")),
+        "{log_line}"
+    );
     assert!(output.contains("printed\n"), "{output}");
 }
 
@@ -405,12 +449,17 @@ async fn forged_request_id_rejected() {
     let slot = python_slot("wrong_request_id").await;
     let fields = parse_json(&slot.invoke_ok("{}").await);
     assert_eq!(fields["status"], json!(400));
-    assert_eq!(fields["body"], json!({"errorMessage": "Invalid request ID", "errorType": "InvalidRequestID"}));
+    assert_eq!(
+        fields["body"],
+        json!({"errorMessage": "Invalid request ID", "errorType": "InvalidRequestID"})
+    );
 }
 
 #[tokio::test]
 async fn oversized_response_reported_and_slot_continues() {
-    let limits = RuntimeApiLimits { max_response_bytes: 1024 * 1024 };
+    let limits = RuntimeApiLimits {
+        max_response_bytes: 1024 * 1024,
+    };
     let slot = start_with_limits(&python_offer(), "app.large", &[("app.py", APP)], limits).await;
     slot.expect_ready().await;
 
@@ -438,9 +487,15 @@ async fn concurrent_invokes_run_one_at_a_time() {
 
     let mut runs = Vec::new();
     for outcome in [first.expect("first task"), second.expect("second task")] {
-        let InvokeOutcome::Response(body) = outcome else { panic!("expected a response, got {outcome:?}") };
+        let InvokeOutcome::Response(body) = outcome else {
+            panic!("expected a response, got {outcome:?}")
+        };
         let fields = parse_json(&body);
-        runs.push((fields["started"].as_f64().unwrap(), fields["ended"].as_f64().unwrap(), fields["event"].clone()));
+        runs.push((
+            fields["started"].as_f64().unwrap(),
+            fields["ended"].as_f64().unwrap(),
+            fields["event"].clone(),
+        ));
     }
     let events: Vec<_> = runs.iter().map(|run| run.2.clone()).collect();
     assert!(events.contains(&json!("first")), "{events:?}");

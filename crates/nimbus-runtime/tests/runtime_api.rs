@@ -32,7 +32,10 @@ struct HttpResponse {
 
 impl HttpResponse {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
     }
 
     fn text(&self) -> String {
@@ -47,16 +50,24 @@ struct Connection {
 
 impl Connection {
     async fn open(api: &RuntimeApi) -> Connection {
-        let stream = TcpStream::connect(api.local_addr()).await.expect("connect to Runtime API");
-        Connection { stream: BufReader::new(stream) }
+        let stream = TcpStream::connect(api.local_addr())
+            .await
+            .expect("connect to Runtime API");
+        Connection {
+            stream: BufReader::new(stream),
+        }
     }
 
     async fn get(&mut self, path: &str) -> HttpResponse {
-        self.send(&format!("GET {path} HTTP/1.1\r\nHost: runtime\r\n\r\n"), b"").await
+        self.send(&format!("GET {path} HTTP/1.1\r\nHost: runtime\r\n\r\n"), b"")
+            .await
     }
 
     async fn post(&mut self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
-        let mut head = format!("POST {path} HTTP/1.1\r\nHost: runtime\r\nContent-Length: {}\r\n", body.len());
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: runtime\r\nContent-Length: {}\r\n",
+            body.len()
+        );
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -105,7 +116,9 @@ impl Connection {
             if line.is_empty() {
                 break;
             }
-            let (name, value) = line.split_once(':').unwrap_or_else(|| panic!("bad header line {line:?}"));
+            let (name, value) = line
+                .split_once(':')
+                .unwrap_or_else(|| panic!("bad header line {line:?}"));
             headers.push((name.trim().to_string(), value.trim().to_string()));
         }
 
@@ -135,7 +148,10 @@ fn invoke_in_background(
 }
 
 async fn finish(task: tokio::task::JoinHandle<InvokeOutcome>) -> InvokeOutcome {
-    tokio::time::timeout(STEP_TIMEOUT, task).await.expect("invoke resolves in time").expect("invoke task")
+    tokio::time::timeout(STEP_TIMEOUT, task)
+        .await
+        .expect("invoke resolves in time")
+        .expect("invoke task")
 }
 
 /// Returns whether `task` is still running after a short wait.
@@ -158,17 +174,37 @@ async fn next_delivers_event_with_headers() {
     assert_eq!(next.status, 200);
     assert_eq!(next.text(), r#"{"key":"value"}"#);
     assert_eq!(next.header("content-type"), Some("application/json"));
-    assert_eq!(next.header("lambda-runtime-aws-request-id"), Some(expected.request_id.as_str()));
-    assert_eq!(next.header("lambda-runtime-deadline-ms"), Some(expected.deadline_ms.to_string().as_str()));
-    assert_eq!(next.header("lambda-runtime-invoked-function-arn"), Some(expected.invoked_function_arn.as_str()));
+    assert_eq!(
+        next.header("lambda-runtime-aws-request-id"),
+        Some(expected.request_id.as_str())
+    );
+    assert_eq!(
+        next.header("lambda-runtime-deadline-ms"),
+        Some(expected.deadline_ms.to_string().as_str())
+    );
+    assert_eq!(
+        next.header("lambda-runtime-invoked-function-arn"),
+        Some(expected.invoked_function_arn.as_str())
+    );
     assert_eq!(next.header("lambda-runtime-trace-id"), Some(expected.trace_id.as_str()));
-    assert_eq!(next.header("lambda-runtime-client-context"), expected.client_context.as_deref());
-    assert_eq!(next.header("lambda-runtime-cognito-identity"), expected.cognito_identity.as_deref());
+    assert_eq!(
+        next.header("lambda-runtime-client-context"),
+        expected.client_context.as_deref()
+    );
+    assert_eq!(
+        next.header("lambda-runtime-cognito-identity"),
+        expected.cognito_identity.as_deref()
+    );
 
-    let posted = runtime.post(&response_path(&expected.request_id), &[], b"\x00binary\xff").await;
+    let posted = runtime
+        .post(&response_path(&expected.request_id), &[], b"\x00binary\xff")
+        .await;
     assert_eq!(posted.status, 202);
     assert_eq!(posted.text(), ACCEPTED_BODY);
-    assert_eq!(finish(task).await, InvokeOutcome::Response(Bytes::from_static(b"\x00binary\xff")));
+    assert_eq!(
+        finish(task).await,
+        InvokeOutcome::Response(Bytes::from_static(b"\x00binary\xff"))
+    );
 }
 
 #[tokio::test]
@@ -196,7 +232,10 @@ async fn control_characters_in_headers_become_spaces() {
 
     let mut runtime = Connection::open(&api).await;
     let next = runtime.get(NEXT).await;
-    assert_eq!(next.header("lambda-runtime-client-context"), Some(r#"{  "custom": {}  }"#));
+    assert_eq!(
+        next.header("lambda-runtime-client-context"),
+        Some(r#"{  "custom": {}  }"#)
+    );
     runtime.post(&response_path(&request_id), &[], b"null").await;
     finish(task).await;
 }
@@ -215,7 +254,10 @@ async fn first_next_ends_init() {
         let api = api.clone();
         async move { Connection::open(&api).await.get(NEXT).await }
     });
-    let outcome = tokio::time::timeout(STEP_TIMEOUT, waiter).await.expect("ready in time").expect("waiter task");
+    let outcome = tokio::time::timeout(STEP_TIMEOUT, waiter)
+        .await
+        .expect("ready in time")
+        .expect("waiter task");
     assert_eq!(outcome, InitOutcome::Ready);
     // Asked again after init, it returns at once.
     assert_eq!(api.wait_ready().await, InitOutcome::Ready);
@@ -227,8 +269,13 @@ async fn init_error_fails_init() {
     let api = serve(RuntimeApiLimits::default());
     let mut runtime = Connection::open(&api).await;
     let body = br#"{"errorMessage":"Unable to import module 'app'","errorType":"Runtime.ImportModuleError"}"#;
-    let posted =
-        runtime.post(INIT_ERROR, &[("Lambda-Runtime-Function-Error-Type", "Runtime.ImportModuleError")], body).await;
+    let posted = runtime
+        .post(
+            INIT_ERROR,
+            &[("Lambda-Runtime-Function-Error-Type", "Runtime.ImportModuleError")],
+            body,
+        )
+        .await;
     assert_eq!(posted.status, 202);
     assert_eq!(posted.text(), ACCEPTED_BODY);
 
@@ -241,7 +288,11 @@ async fn init_error_fails_init() {
     // After an init error the runtime gets no events, and a second init error is refused.
     let next = runtime.get(NEXT).await;
     assert_eq!(next.status, 403);
-    assert!(next.text().contains(r#""errorType":"InvalidStateTransition""#), "{}", next.text());
+    assert!(
+        next.text().contains(r#""errorType":"InvalidStateTransition""#),
+        "{}",
+        next.text()
+    );
     let again = runtime.post(INIT_ERROR, &[], b"{}").await;
     assert_eq!(again.status, 403);
     assert_eq!(api.wait_ready().await, expected);
@@ -254,10 +305,17 @@ async fn init_error_after_ready_rejected() {
         let api = api.clone();
         async move { Connection::open(&api).await.get(NEXT).await }
     });
-    assert_eq!(tokio::time::timeout(STEP_TIMEOUT, api.wait_ready()).await.expect("ready in time"), InitOutcome::Ready);
+    assert_eq!(
+        tokio::time::timeout(STEP_TIMEOUT, api.wait_ready())
+            .await
+            .expect("ready in time"),
+        InitOutcome::Ready
+    );
 
     let mut runtime = Connection::open(&api).await;
-    let posted = runtime.post(INIT_ERROR, &[("Lambda-Runtime-Function-Error-Type", "Late")], b"{}").await;
+    let posted = runtime
+        .post(INIT_ERROR, &[("Lambda-Runtime-Function-Error-Type", "Late")], b"{}")
+        .await;
     assert_eq!(posted.status, 403);
     assert_eq!(api.wait_ready().await, InitOutcome::Ready);
     poll.abort();
@@ -273,12 +331,20 @@ async fn error_post_resolves_function_error() {
     let request_id = event.request_id.clone();
     let task = invoke_in_background(&api, event);
     runtime.get(NEXT).await;
-    let posted =
-        runtime.post(&error_path(&request_id), &[("Lambda-Runtime-Function-Error-Type", "ValueError")], body).await;
+    let posted = runtime
+        .post(
+            &error_path(&request_id),
+            &[("Lambda-Runtime-Function-Error-Type", "ValueError")],
+            body,
+        )
+        .await;
     assert_eq!(posted.status, 202);
     assert_eq!(
         finish(task).await,
-        InvokeOutcome::FunctionError { error_type: Some("ValueError".to_string()), body: Bytes::from_static(body) }
+        InvokeOutcome::FunctionError {
+            error_type: Some("ValueError".to_string()),
+            body: Bytes::from_static(body)
+        }
     );
 
     let event = invocation("{}");
@@ -286,7 +352,13 @@ async fn error_post_resolves_function_error() {
     let task = invoke_in_background(&api, event);
     runtime.get(NEXT).await;
     runtime.post(&error_path(&request_id), &[], b"{}").await;
-    assert_eq!(finish(task).await, InvokeOutcome::FunctionError { error_type: None, body: Bytes::from_static(b"{}") });
+    assert_eq!(
+        finish(task).await,
+        InvokeOutcome::FunctionError {
+            error_type: None,
+            body: Bytes::from_static(b"{}")
+        }
+    );
 }
 
 #[tokio::test]
@@ -304,11 +376,17 @@ async fn wrong_request_id_rejected_and_ignored() {
         assert_eq!(posted.text(), INVALID_REQUEST_ID_BODY, "{path}");
         assert_eq!(posted.header("content-type"), Some("application/json"));
     }
-    assert!(still_pending(&task).await, "a post with a wrong request id resolved the invocation");
+    assert!(
+        still_pending(&task).await,
+        "a post with a wrong request id resolved the invocation"
+    );
 
     let posted = runtime.post(&response_path(&request_id), &[], b"\"real\"").await;
     assert_eq!(posted.status, 202);
-    assert_eq!(finish(task).await, InvokeOutcome::Response(Bytes::from_static(b"\"real\"")));
+    assert_eq!(
+        finish(task).await,
+        InvokeOutcome::Response(Bytes::from_static(b"\"real\""))
+    );
 }
 
 #[tokio::test]
@@ -349,7 +427,9 @@ async fn answer_before_next_rejected() {
 #[tokio::test]
 async fn response_over_limit_is_too_large() {
     let limit = 1024;
-    let api = serve(RuntimeApiLimits { max_response_bytes: limit });
+    let api = serve(RuntimeApiLimits {
+        max_response_bytes: limit,
+    });
     let mut runtime = Connection::open(&api).await;
 
     // Declared length over the limit.
@@ -357,7 +437,9 @@ async fn response_over_limit_is_too_large() {
     let request_id = event.request_id.clone();
     let task = invoke_in_background(&api, event);
     runtime.get(NEXT).await;
-    let posted = runtime.post(&response_path(&request_id), &[], &vec![b'x'; limit + 1]).await;
+    let posted = runtime
+        .post(&response_path(&request_id), &[], &vec![b'x'; limit + 1])
+        .await;
     assert_eq!(posted.status, 413);
     assert_eq!(
         posted.text(),
@@ -371,7 +453,9 @@ async fn response_over_limit_is_too_large() {
     let request_id = event.request_id.clone();
     let task = invoke_in_background(&api, event);
     runtime.get(NEXT).await;
-    let posted = runtime.post_chunked(&response_path(&request_id), &vec![b'y'; limit + limit / 2], 100).await;
+    let posted = runtime
+        .post_chunked(&response_path(&request_id), &vec![b'y'; limit + limit / 2], 100)
+        .await;
     assert_eq!(posted.status, 413);
     assert_eq!(finish(task).await, InvokeOutcome::ResponseTooLarge { limit });
 
@@ -380,7 +464,9 @@ async fn response_over_limit_is_too_large() {
     let request_id = event.request_id.clone();
     let task = invoke_in_background(&api, event);
     runtime.get(NEXT).await;
-    let posted = runtime.post(&error_path(&request_id), &[], &vec![b'z'; limit + 1]).await;
+    let posted = runtime
+        .post(&error_path(&request_id), &[], &vec![b'z'; limit + 1])
+        .await;
     assert_eq!(posted.status, 413);
     assert_eq!(finish(task).await, InvokeOutcome::ResponseTooLarge { limit });
 
@@ -390,7 +476,9 @@ async fn response_over_limit_is_too_large() {
     let request_id = event.request_id.clone();
     let task = invoke_in_background(&api, event);
     runtime.get(NEXT).await;
-    let posted = runtime.post_chunked(&response_path(&request_id), &vec![b'w'; 5 * limit], 100).await;
+    let posted = runtime
+        .post_chunked(&response_path(&request_id), &vec![b'w'; 5 * limit], 100)
+        .await;
     assert_eq!(posted.status, 413);
     assert_eq!(finish(task).await, InvokeOutcome::ResponseTooLarge { limit });
 
@@ -399,14 +487,22 @@ async fn response_over_limit_is_too_large() {
     let task = invoke_in_background(&api, event);
     let mut runtime = Connection::open(&api).await;
     runtime.get(NEXT).await;
-    assert_eq!(runtime.post(&response_path(&request_id), &[], b"small").await.status, 202);
-    assert_eq!(finish(task).await, InvokeOutcome::Response(Bytes::from_static(b"small")));
+    assert_eq!(
+        runtime.post(&response_path(&request_id), &[], b"small").await.status,
+        202
+    );
+    assert_eq!(
+        finish(task).await,
+        InvokeOutcome::Response(Bytes::from_static(b"small"))
+    );
 }
 
 #[tokio::test]
 async fn response_at_limit_accepted() {
     let limit = 1024;
-    let api = serve(RuntimeApiLimits { max_response_bytes: limit });
+    let api = serve(RuntimeApiLimits {
+        max_response_bytes: limit,
+    });
     let mut runtime = Connection::open(&api).await;
     let event = invocation("{}");
     let request_id = event.request_id.clone();
@@ -440,16 +536,26 @@ async fn one_event_at_a_time() {
     let mut other = Connection::open(&api).await;
     let rejected = other.get(NEXT).await;
     assert_eq!(rejected.status, 403);
-    assert!(rejected.text().contains("InvalidStateTransition"), "{}", rejected.text());
+    assert!(
+        rejected.text().contains("InvalidStateTransition"),
+        "{}",
+        rejected.text()
+    );
 
     runtime.post(&response_path(&first_id), &[], b"1").await;
-    assert_eq!(finish(first_task).await, InvokeOutcome::Response(Bytes::from_static(b"1")));
+    assert_eq!(
+        finish(first_task).await,
+        InvokeOutcome::Response(Bytes::from_static(b"1"))
+    );
 
     let next = runtime.get(NEXT).await;
     assert_eq!(next.header("lambda-runtime-aws-request-id"), Some(second_id.as_str()));
     assert_eq!(next.text(), r#""second""#);
     runtime.post(&response_path(&second_id), &[], b"2").await;
-    assert_eq!(finish(second_task).await, InvokeOutcome::Response(Bytes::from_static(b"2")));
+    assert_eq!(
+        finish(second_task).await,
+        InvokeOutcome::Response(Bytes::from_static(b"2"))
+    );
 }
 
 #[tokio::test]
@@ -479,16 +585,22 @@ async fn dropped_invoke_abandons_event() {
     runtime.get(NEXT).await;
     task.abort();
     let _ = task.await;
-    assert_eq!(runtime.post(&response_path(&request_id), &[], b"late").await.status, 400);
+    assert_eq!(
+        runtime.post(&response_path(&request_id), &[], b"late").await.status,
+        400
+    );
 }
 
 #[tokio::test]
 async fn unknown_paths_not_found() {
     let api = serve(RuntimeApiLimits::default());
     let mut runtime = Connection::open(&api).await;
-    for path in
-        ["/", "/2018-06-01/runtime/invocation", "/2018-06-01/runtime/restore/next", "/2020-01-01/extension/register"]
-    {
+    for path in [
+        "/",
+        "/2018-06-01/runtime/invocation",
+        "/2018-06-01/runtime/restore/next",
+        "/2020-01-01/extension/register",
+    ] {
         assert_eq!(runtime.get(path).await.status, 404, "{path}");
     }
 }
@@ -500,10 +612,15 @@ async fn shutdown_ends_polls_and_listening() {
         let api = api.clone();
         async move { Connection::open(&api).await.get(NEXT).await }
     });
-    tokio::time::timeout(STEP_TIMEOUT, api.wait_ready()).await.expect("ready in time");
+    tokio::time::timeout(STEP_TIMEOUT, api.wait_ready())
+        .await
+        .expect("ready in time");
 
     api.shutdown();
-    let response = tokio::time::timeout(STEP_TIMEOUT, poll).await.expect("poll ends").expect("poll task");
+    let response = tokio::time::timeout(STEP_TIMEOUT, poll)
+        .await
+        .expect("poll ends")
+        .expect("poll task");
     assert_eq!(response.status, 503);
 
     let refused = tokio::time::timeout(STEP_TIMEOUT, async {
@@ -529,7 +646,10 @@ async fn dropping_last_handle_stops_server() {
         }
     })
     .await;
-    assert!(refused.is_ok(), "Runtime API still accepts connections after the last handle was dropped");
+    assert!(
+        refused.is_ok(),
+        "Runtime API still accepts connections after the last handle was dropped"
+    );
 }
 
 #[test]

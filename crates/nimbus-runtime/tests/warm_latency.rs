@@ -30,8 +30,12 @@ async fn median_invoke_time(slot: &TestSlot) -> Duration {
 
 #[tokio::test]
 async fn python_warm_invokes_fast() {
-    let slot =
-        start(&python_offer(), "app.handler", &[("app.py", "def handler(event, context):\n    return event\n")]).await;
+    let slot = start(
+        &python_offer(),
+        "app.handler",
+        &[("app.py", "def handler(event, context):\n    return event\n")],
+    )
+    .await;
     slot.expect_ready().await;
     let median = median_invoke_time(&slot).await;
     println!("python warm invoke median: {median:?}");
@@ -40,8 +44,12 @@ async fn python_warm_invokes_fast() {
 
 #[tokio::test]
 async fn node_warm_invokes_fast() {
-    let slot =
-        start(&node_offer(), "index.handler", &[("index.js", "exports.handler = async (event) => event;\n")]).await;
+    let slot = start(
+        &node_offer(),
+        "index.handler",
+        &[("index.js", "exports.handler = async (event) => event;\n")],
+    )
+    .await;
     slot.expect_ready().await;
     let median = median_invoke_time(&slot).await;
     println!("node warm invoke median: {median:?}");

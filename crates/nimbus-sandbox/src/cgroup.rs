@@ -19,10 +19,19 @@ const INIT_TASKS: u32 = 2;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Hierarchy {
     /// Directory of the slots' parent cgroup in each mounted v1 controller.
-    V1 { memory: Option<PathBuf>, pids: Option<PathBuf>, cpu: Option<PathBuf> },
+    V1 {
+        memory: Option<PathBuf>,
+        pids: Option<PathBuf>,
+        cpu: Option<PathBuf>,
+    },
     /// Directory of the slots' parent cgroup in the v2 tree, and which controllers it
     /// delegates to its children.
-    V2 { parent: PathBuf, memory: bool, pids: bool, cpu: bool },
+    V2 {
+        parent: PathBuf,
+        memory: bool,
+        pids: bool,
+        cpu: bool,
+    },
     None,
 }
 
@@ -58,10 +67,17 @@ impl CgroupManager {
         let mounts = parse_cgroup_mounts(&mountinfo);
         let hierarchy = if mounts.v1.iter().any(|(controllers, _)| has_any_controller(controllers)) {
             let create = |controller: &str| {
-                let (_, mount) = mounts.v1.iter().find(|(controllers, _)| controllers.iter().any(|c| c == controller))?;
+                let (_, mount) = mounts
+                    .v1
+                    .iter()
+                    .find(|(controllers, _)| controllers.iter().any(|c| c == controller))?;
                 create_parent(&mount.join(parent_name), controller)
             };
-            Hierarchy::V1 { memory: create("memory"), pids: create("pids"), cpu: create("cpu") }
+            Hierarchy::V1 {
+                memory: create("memory"),
+                pids: create("pids"),
+                cpu: create("cpu"),
+            }
         } else if let Some(mount) = mounts.v2 {
             detect_v2(&mount, parent_name)
         } else {
@@ -88,7 +104,11 @@ impl CgroupManager {
         match &self.hierarchy {
             Hierarchy::None => Ok(None),
             Hierarchy::V1 { memory, pids, cpu } => {
-                let mut cgroup = SlotCgroup { dirs: Vec::new(), memory_dir: None, version2: false };
+                let mut cgroup = SlotCgroup {
+                    dirs: Vec::new(),
+                    memory_dir: None,
+                    version2: false,
+                };
                 // On error, dropping `cgroup` removes the directories created so far.
                 if let Some(parent) = memory {
                     let dir = cgroup.add_dir(parent.join(slot_id))?;
@@ -110,11 +130,20 @@ impl CgroupManager {
                 }
                 Ok(Some(cgroup))
             }
-            Hierarchy::V2 { parent, memory, pids, cpu } => {
+            Hierarchy::V2 {
+                parent,
+                memory,
+                pids,
+                cpu,
+            } => {
                 if !(*memory || *pids || *cpu) {
                     return Ok(None);
                 }
-                let mut cgroup = SlotCgroup { dirs: Vec::new(), memory_dir: None, version2: true };
+                let mut cgroup = SlotCgroup {
+                    dirs: Vec::new(),
+                    memory_dir: None,
+                    version2: true,
+                };
                 let dir = cgroup.add_dir(parent.join(slot_id))?;
                 if *memory {
                     write_value(&dir, "memory.max", memory_bytes)?;
@@ -164,16 +193,28 @@ impl SlotCgroup {
     /// (Linux 5.19 and later).
     pub(crate) fn memory_peak_bytes(&self) -> Option<u64> {
         let dir = self.memory_dir.as_ref()?;
-        let file = if self.version2 { "memory.peak" } else { "memory.max_usage_in_bytes" };
+        let file = if self.version2 {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
         std::fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
     }
 
     /// Returns whether the kernel OOM killer killed a process of this cgroup: the `oom_kill`
     /// counter of v1 `memory.oom_control` (Linux 4.13 and later) or v2 `memory.events`.
     pub(crate) fn out_of_memory(&self) -> bool {
-        let Some(dir) = self.memory_dir.as_ref() else { return false };
-        let file = if self.version2 { "memory.events" } else { "memory.oom_control" };
-        let Ok(text) = std::fs::read_to_string(dir.join(file)) else { return false };
+        let Some(dir) = self.memory_dir.as_ref() else {
+            return false;
+        };
+        let file = if self.version2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+            return false;
+        };
         text.lines()
             .filter_map(|line| line.strip_prefix("oom_kill "))
             .any(|count| count.trim().parse::<u64>().map(|count| count > 0).unwrap_or(false))
@@ -241,8 +282,12 @@ pub(crate) fn cpu_weight(memory_mb: u32) -> u64 {
 }
 
 fn write_value(dir: &Path, file: &str, value: u64) -> io::Result<()> {
-    std::fs::write(dir.join(file), value.to_string())
-        .map_err(|error| io::Error::new(error.kind(), format!("failed to write {value} to {}: {error}", dir.join(file).display())))
+    std::fs::write(dir.join(file), value.to_string()).map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!("failed to write {value} to {}: {error}", dir.join(file).display()),
+        )
+    })
 }
 
 fn has_any_controller(controllers: &[String]) -> bool {
@@ -259,11 +304,45 @@ fn create_parent(dir: &Path, controller: &str) -> Option<PathBuf> {
     }
 }
 
+/// Slot cgroups left empty for longer than this are removed when a server starts. A
+/// server that was killed cannot remove its own; the age keeps a starting server
+/// from removing a cgroup that another live server created a moment ago and has not
+/// moved its slot into yet.
+const STALE_CGROUP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes empty slot cgroups under `parent` older than [`STALE_CGROUP_AGE`].
+fn remove_stale_cgroups(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age > STALE_CGROUP_AGE);
+        let empty = std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|procs| procs.trim().is_empty());
+        // rmdir of a cgroup fails while it has processes or children, so a busy
+        // cgroup is never removed.
+        if dir.is_dir() && old && empty && std::fs::remove_dir(&dir).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(parent = %parent.display(), removed, "removed stale slot cgroups");
+    }
+}
+
 /// Creates `dir` if needed and checks that this process may create cgroups in it,
-/// because another user (root) may have created it before.
+/// because another user (root) may have created it before. Stale slot cgroups in it
+/// are removed.
 fn create_writable_dir(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK).map_err(io::Error::from)
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK)
+        .map_err(io::Error::from)?;
+    remove_stale_cgroups(dir);
+    Ok(())
 }
 
 // NOTE: only unit-tested; the integration tests run on a hybrid host, where the v1
@@ -293,7 +372,12 @@ fn detect_v2(mount: &Path, parent_name: &str) -> Hierarchy {
         }
         true
     };
-    Hierarchy::V2 { memory: enable("memory"), pids: enable("pids"), cpu: enable("cpu"), parent }
+    Hierarchy::V2 {
+        memory: enable("memory"),
+        pids: enable("pids"),
+        cpu: enable("cpu"),
+        parent,
+    }
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -309,7 +393,9 @@ struct CgroupMounts {
 fn parse_cgroup_mounts(mountinfo: &str) -> CgroupMounts {
     let mut mounts = CgroupMounts::default();
     for line in mountinfo.lines() {
-        let Some((before, after)) = line.split_once(" - ") else { continue };
+        let Some((before, after)) = line.split_once(" - ") else {
+            continue;
+        };
         let fields: Vec<&str> = before.split(' ').collect();
         let tail: Vec<&str> = after.split(' ').collect();
         if fields.len() < 5 || tail.len() < 3 || fields[3] != "/" {
@@ -374,8 +460,14 @@ mod tests {
         assert_eq!(
             mounts.v1,
             vec![
-                (vec!["rw".to_string(), "cpu".to_string(), "cpuacct".to_string()], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")),
-                (vec!["rw".to_string(), "memory".to_string()], PathBuf::from("/sys/fs/cgroup/memory")),
+                (
+                    vec!["rw".to_string(), "cpu".to_string(), "cpuacct".to_string()],
+                    PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
+                ),
+                (
+                    vec!["rw".to_string(), "memory".to_string()],
+                    PathBuf::from("/sys/fs/cgroup/memory")
+                ),
             ]
         );
         assert_eq!(mounts.v2, Some(PathBuf::from("/sys/fs/cgroup/unified")));

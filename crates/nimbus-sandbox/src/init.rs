@@ -36,9 +36,7 @@ use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use seccompiler::BpfProgram;
 
-use crate::protocol::{
-    receive_message, send_message, InitIsolation, InitMessage, InitSpec, CONTROL_FD, KILL_REQUEST,
-};
+use crate::protocol::{receive_message, send_message, InitIsolation, InitMessage, InitSpec, CONTROL_FD, KILL_REQUEST};
 use crate::{rootfs, seccomp, SlotExit};
 
 /// Port of the Runtime API listener inside a slot's network namespace.
@@ -72,12 +70,17 @@ fn run_outer_init(args: &[String]) -> Result<Infallible, String> {
     }
     let threads = std::fs::read_dir("/proc/self/task").map(|dir| dir.count()).unwrap_or(1);
     if threads != 1 {
-        return Err(format!("init must run before the program starts threads, found {threads}"));
+        return Err(format!(
+            "init must run before the program starts threads, found {threads}"
+        ));
     }
     // SAFETY: fcntl on an integer descriptor touches no memory; it fails with EBADF
     // if the backend did not place a descriptor there.
     if unsafe { libc::fcntl(CONTROL_FD, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-        return Err(format!("control socket at descriptor {CONTROL_FD} is not open: {}", Errno::last()));
+        return Err(format!(
+            "control socket at descriptor {CONTROL_FD} is not open: {}",
+            Errno::last()
+        ));
     }
     // SAFETY: the backend placed the control socket at CONTROL_FD (checked open
     // above), and nothing else in this process refers to that descriptor.
@@ -96,7 +99,13 @@ fn run_outer_init(args: &[String]) -> Result<Infallible, String> {
             wait_for_supervisor(supervisor)
         }
         Err(message) => {
-            report(control.as_fd(), &InitMessage::Failed { message: message.clone() }, None);
+            report(
+                control.as_fd(),
+                &InitMessage::Failed {
+                    message: message.clone(),
+                },
+                None,
+            );
             Err(message)
         }
     }
@@ -130,8 +139,8 @@ fn start_supervisor(spec: &InitSpec, control: BorrowedFd<'_>) -> Result<Pid, Str
 
     // The supervisor waits on this pipe until the Started report is sent, so that
     // report always precedes the supervisor's own messages on the shared socket.
-    let (go_read, go_write) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| format!("failed to create a pipe: {errno}"))?;
+    let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|errno| format!("failed to create a pipe: {errno}"))?;
     // SAFETY: the init process checked at start that it has a single thread, so the
     // child may use any function, not only async-signal-safe ones.
     match unsafe { nix::unistd::fork() } {
@@ -204,12 +213,15 @@ fn start_runtime(spec: &InitSpec) -> Result<StartedRuntime, String> {
     // runtime child unblocks it again.
     let mut sigchld = SigSet::empty();
     sigchld.add(Signal::SIGCHLD);
-    sigchld.thread_block().map_err(|errno| format!("failed to block SIGCHLD: {errno}"))?;
+    sigchld
+        .thread_block()
+        .map_err(|errno| format!("failed to block SIGCHLD: {errno}"))?;
 
     let listener = match spec.isolation {
         InitIsolation::Namespaces { .. } => {
             rootfs::enter_new_root(spec)?;
-            nix::unistd::sethostname(rootfs::HOSTNAME).map_err(|errno| format!("failed to set the hostname: {errno}"))?;
+            nix::unistd::sethostname(rootfs::HOSTNAME)
+                .map_err(|errno| format!("failed to set the hostname: {errno}"))?;
             rootfs::bring_up_loopback()?;
             let listener = TcpListener::bind(("127.0.0.1", RUNTIME_API_PORT))
                 .map_err(|error| format!("failed to bind the Runtime API at 127.0.0.1:{RUNTIME_API_PORT}: {error}"))?;
@@ -230,8 +242,8 @@ fn start_runtime(spec: &InitSpec) -> Result<StartedRuntime, String> {
     // SAFETY: prctl with integer arguments touches no memory.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 
-    let (error_read, error_write) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| format!("failed to create a pipe: {errno}"))?;
+    let (error_read, error_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|errno| format!("failed to create a pipe: {errno}"))?;
     // SAFETY: the supervisor is single-threaded (forked from the single-threaded
     // outer init).
     match unsafe { nix::unistd::fork() } {
@@ -251,7 +263,10 @@ fn start_runtime(spec: &InitSpec) -> Result<StartedRuntime, String> {
             let mut message = String::new();
             let _ = std::fs::File::from(error_read).read_to_string(&mut message);
             if message.is_empty() {
-                Ok(StartedRuntime { runtime: child, listener })
+                Ok(StartedRuntime {
+                    runtime: child,
+                    listener,
+                })
             } else {
                 let _ = waitpid(child, None);
                 Err(format!("failed to start the runtime {}: {message}", spec.argv[0]))
@@ -274,7 +289,11 @@ impl ExecPlan {
         let cstring = |value: &[u8], what: &str| {
             CString::new(value).map_err(|_| format!("{what} contains a NUL byte: {}", String::from_utf8_lossy(value)))
         };
-        let argv = spec.argv.iter().map(|arg| cstring(arg.as_bytes(), "argument")).collect::<Result<Vec<_>, _>>()?;
+        let argv = spec
+            .argv
+            .iter()
+            .map(|arg| cstring(arg.as_bytes(), "argument"))
+            .collect::<Result<Vec<_>, _>>()?;
         let program = argv.first().cloned().ok_or("argv is empty")?;
         let env = spec
             .env
@@ -289,7 +308,13 @@ impl ExecPlan {
             .ok()
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or(63);
-        Ok(ExecPlan { program, argv, env, working_dir, last_capability })
+        Ok(ExecPlan {
+            program,
+            argv,
+            env,
+            working_dir,
+            last_capability,
+        })
     }
 }
 
@@ -347,7 +372,10 @@ fn drop_identity(spec: &InitSpec, last_capability: u32) -> Result<(), String> {
             unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
             nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
                 .map_err(|errno| format!("failed to create the runtime's user namespace: {errno}"))?;
-            write_id_maps(&format!("{} 0 1", spec.runtime_uid), &format!("{} 0 1", spec.runtime_gid))?;
+            write_id_maps(
+                &format!("{} 0 1", spec.runtime_uid),
+                &format!("{} 0 1", spec.runtime_gid),
+            )?;
             drop_bounding_set(last_capability)?;
         }
         _ if is_root => {
@@ -356,10 +384,8 @@ fn drop_identity(spec: &InitSpec, last_capability: u32) -> Result<(), String> {
             nix::unistd::setgroups(&[]).map_err(|errno| format!("failed to clear supplementary groups: {errno}"))?;
             let gid = Gid::from_raw(spec.runtime_gid);
             let uid = Uid::from_raw(spec.runtime_uid);
-            nix::unistd::setresgid(gid, gid, gid)
-                .map_err(|errno| format!("failed to switch to gid {gid}: {errno}"))?;
-            nix::unistd::setresuid(uid, uid, uid)
-                .map_err(|errno| format!("failed to switch to uid {uid}: {errno}"))?;
+            nix::unistd::setresgid(gid, gid, gid).map_err(|errno| format!("failed to switch to gid {gid}: {errno}"))?;
+            nix::unistd::setresuid(uid, uid, uid).map_err(|errno| format!("failed to switch to uid {uid}: {errno}"))?;
         }
         // Bare mode as an ordinary user: the runtime keeps the backend's user.
         _ => {}
@@ -377,7 +403,9 @@ fn drop_bounding_set(last_capability: u32) -> Result<(), String> {
             let errno = Errno::last();
             // EINVAL: the kernel has no capability with this number.
             if errno != Errno::EINVAL {
-                return Err(format!("failed to drop capability {capability} from the bounding set: {errno}"));
+                return Err(format!(
+                    "failed to drop capability {capability} from the bounding set: {errno}"
+                ));
             }
         }
     }
@@ -399,8 +427,15 @@ fn clear_capabilities() -> Result<(), String> {
         inheritable: u32,
     }
     const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-    let header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
-    let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
     // SAFETY: version 3 of capset reads one header and two data structs, which both
     // live until the call returns.
     let result = unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
@@ -432,8 +467,10 @@ fn write_id_maps(uid_map: &str, gid_map: &str) -> Result<(), String> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => return Err(format!("failed to deny setgroups: {error}")),
     }
-    std::fs::write("/proc/self/uid_map", uid_map).map_err(|error| format!("failed to write uid map {uid_map:?}: {error}"))?;
-    std::fs::write("/proc/self/gid_map", gid_map).map_err(|error| format!("failed to write gid map {gid_map:?}: {error}"))
+    std::fs::write("/proc/self/uid_map", uid_map)
+        .map_err(|error| format!("failed to write uid map {uid_map:?}: {error}"))?;
+    std::fs::write("/proc/self/gid_map", gid_map)
+        .map_err(|error| format!("failed to write gid map {gid_map:?}: {error}"))
 }
 
 /// Reaps children until the runtime exits, or the backend requests the end or goes
@@ -445,14 +482,28 @@ fn supervise(isolation: InitIsolation, runtime: Pid, control: BorrowedFd<'_>) ->
     let signals = match SignalFd::with_flags(&sigchld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
         Ok(signals) => signals,
         Err(errno) => {
-            report(control, &InitMessage::Failed { message: format!("failed to create a signalfd: {errno}") }, None);
+            report(
+                control,
+                &InitMessage::Failed {
+                    message: format!("failed to create a signalfd: {errno}"),
+                },
+                None,
+            );
             end_slot(isolation, runtime)
         }
     };
     loop {
         let mut fds = [
-            libc::pollfd { fd: signals.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: control.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: signals.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: control.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // SAFETY: `fds` is a valid array of two pollfd structs for the whole call.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
@@ -488,7 +539,10 @@ fn reap_children(isolation: InitIsolation, runtime: Pid) -> Option<SlotExit> {
     loop {
         // WNOWAIT leaves the child a zombie, so its pid (and in bare mode the
         // runtime's process group id) cannot be reused until the reap below.
-        let status = match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT) {
+        let status = match waitid(
+            Id::All,
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+        ) {
             Ok(WaitStatus::StillAlive) | Err(_) => return runtime_exit,
             Ok(status) => status,
         };
@@ -539,7 +593,13 @@ fn report(control: BorrowedFd<'_>, message: &InitMessage, fd: Option<RawFd>) {
 }
 
 fn redirect_stdio_to_null() {
-    let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open(Path::new("/dev/null")) else { return };
+    let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(Path::new("/dev/null"))
+    else {
+        return;
+    };
     for target in 0..=2 {
         let _ = nix::unistd::dup2(null.as_raw_fd(), target);
     }

@@ -101,11 +101,20 @@ impl NamespaceBackend {
         if !is_plain_name(&options.cgroup_parent) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("invalid cgroup parent {:?}: use a single directory name", options.cgroup_parent),
+                format!(
+                    "invalid cgroup parent {:?}: use a single directory name",
+                    options.cgroup_parent
+                ),
             ));
         }
         std::fs::create_dir_all(&work_dir).map_err(|error| {
-            io::Error::new(error.kind(), format!("failed to create sandbox work directory {}: {error}", work_dir.display()))
+            io::Error::new(
+                error.kind(),
+                format!(
+                    "failed to create sandbox work directory {}: {error}",
+                    work_dir.display()
+                ),
+            )
         })?;
 
         let host_uid = nix::unistd::geteuid().as_raw();
@@ -161,13 +170,19 @@ impl NamespaceBackend {
                 self.options.sandbox_uid,
                 self.options.sandbox_gid,
             ),
-            IsolationMode::UserNamespaces => {
-                (InitIsolation::Namespaces { user_namespace: true }, self.host_uid, self.host_gid)
-            }
+            IsolationMode::UserNamespaces => (
+                InitIsolation::Namespaces { user_namespace: true },
+                self.host_uid,
+                self.host_gid,
+            ),
             IsolationMode::Bare => (InitIsolation::Bare, self.options.sandbox_uid, self.options.sandbox_gid),
         };
-        let mut env: Vec<(String, String)> =
-            spec.env.iter().filter(|(name, _)| name != "AWS_LAMBDA_RUNTIME_API").cloned().collect();
+        let mut env: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .filter(|(name, _)| name != "AWS_LAMBDA_RUNTIME_API")
+            .cloned()
+            .collect();
         env.push(("AWS_LAMBDA_RUNTIME_API".to_string(), runtime_api_address.to_string()));
         if self.mode == IsolationMode::Bare {
             env.retain(|(name, _)| name != "TMPDIR");
@@ -253,10 +268,18 @@ impl SandboxBackend for NamespaceBackend {
 
     fn spawn(&self, spec: &SlotSpec) -> Result<SlotProcess, SandboxError> {
         let slot_id = spec.slot_id.as_str();
-        let spawn_error = |reason: String| SandboxError::Spawn { slot_id: slot_id.to_string(), reason };
-        let io_error = |source: io::Error| SandboxError::Io { slot_id: slot_id.to_string(), source };
+        let spawn_error = |reason: String| SandboxError::Spawn {
+            slot_id: slot_id.to_string(),
+            reason,
+        };
+        let io_error = |source: io::Error| SandboxError::Io {
+            slot_id: slot_id.to_string(),
+            source,
+        };
         if !is_plain_name(slot_id) {
-            return Err(spawn_error("invalid slot id: use letters, digits, '.', '_' and '-'".to_string()));
+            return Err(spawn_error(
+                "invalid slot id: use letters, digits, '.', '_' and '-'".to_string(),
+            ));
         }
         match spec.argv.first() {
             None => return Err(spawn_error("argv is empty".to_string())),
@@ -269,13 +292,19 @@ impl SandboxBackend for NamespaceBackend {
 
         let layout = self.layout(spec);
         let slot_dir = self.slot_dir(slot_id);
-        let mut cleanup = SpawnCleanup { slot_dir: Some(slot_dir.clone()), cgroup: None };
+        let mut cleanup = SpawnCleanup {
+            slot_dir: Some(slot_dir.clone()),
+            cgroup: None,
+        };
         // As root, a bare runtime runs as the sandbox user and needs its own /tmp.
         // NOTE: that user also needs search permission on every parent of the work
         // directory and of the code directory, which bare mode does not check.
         let tmp_owner = (self.host_uid == 0).then_some((self.options.sandbox_uid, self.options.sandbox_gid));
         prepare_slot_dir(&slot_dir, self.mode, tmp_owner).map_err(io_error)?;
-        let limits = SlotLimits { memory_mb: spec.memory_mb, pids_max: spec.pids_max };
+        let limits = SlotLimits {
+            memory_mb: spec.memory_mb,
+            pids_max: spec.pids_max,
+        };
         let cgroup = self.cgroups.create(slot_id, limits).map_err(io_error)?;
 
         // In bare mode the runtime shares the host's network, so the backend binds a
@@ -303,10 +332,10 @@ impl SandboxBackend for NamespaceBackend {
             socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
                 .map_err(|errno| io_error(errno.into()))?;
         send_message(control.as_fd(), &message, &[], MsgFlags::empty()).map_err(|errno| io_error(errno.into()))?;
-        let (stdout_read, stdout_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|errno| io_error(errno.into()))?;
-        let (stderr_read, stderr_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|errno| io_error(errno.into()))?;
+        let (stdout_read, stdout_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| io_error(errno.into()))?;
+        let (stderr_read, stderr_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| io_error(errno.into()))?;
 
         let mut command = tokio::process::Command::new(&self.init_program);
         command
@@ -326,7 +355,10 @@ impl SandboxBackend for NamespaceBackend {
             command.pre_exec(move || place_control_socket(init_control_fd));
         }
         let child = command.spawn().map_err(|error| {
-            spawn_error(format!("failed to start the init program {}: {error}", self.init_program.display()))
+            spawn_error(format!(
+                "failed to start the init program {}: {error}",
+                self.init_program.display()
+            ))
         })?;
         // The Command owns the pipes' write ends. They must close here so the reader
         // gets end of file once the slot's processes are gone.
@@ -342,7 +374,11 @@ impl SandboxBackend for NamespaceBackend {
                 handshake.kill();
                 stop_init(&mut child);
                 let output = read_available(&stderr_read);
-                let reason = if output.is_empty() { reason } else { format!("{reason}; init stderr: {output}") };
+                let reason = if output.is_empty() {
+                    reason
+                } else {
+                    format!("{reason}; init stderr: {output}")
+                };
                 return Err(spawn_error(reason));
             }
         };
@@ -358,9 +394,14 @@ impl SandboxBackend for NamespaceBackend {
         let (Some(pid), pidfd) = (handshake.pid, handshake.pidfd.take()) else {
             handshake.kill();
             stop_init(&mut child);
-            return Err(spawn_error("the init process did not report its supervisor".to_string()));
+            return Err(spawn_error(
+                "the init process did not report its supervisor".to_string(),
+            ));
         };
-        let init = InitProcess { child, slot_dir: cleanup.slot_dir.take().unwrap_or_default() };
+        let init = InitProcess {
+            child,
+            slot_dir: cleanup.slot_dir.take().unwrap_or_default(),
+        };
         tracing::debug!(slot_id, pid, mode = ?self.mode, "slot started");
         Ok(SlotProcess {
             runtime_api,
@@ -402,7 +443,8 @@ fn place_control_socket(fd: RawFd) -> io::Result<()> {
 
 /// Returns the isolation modes the host allows, strongest first; `Bare` is always last.
 fn available_modes(is_root: bool) -> Vec<IsolationMode> {
-    let namespaces = libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWPID;
+    let namespaces =
+        libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWPID;
     let mut modes = Vec::new();
     if is_root && probe_unshare(namespaces) {
         modes.push(IsolationMode::Namespaces);
@@ -441,7 +483,9 @@ fn is_plain_name(name: &str) -> bool {
         && name.len() <= 128
         && name != "."
         && name != ".."
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Creates the slot's directory with an empty `root` (namespace mode) or `tmp` (bare
@@ -495,7 +539,10 @@ fn stop_init(child: &mut tokio::process::Child) {
 
 /// Reads what a pipe contains right now, for error messages.
 fn read_available(pipe: &OwnedFd) -> String {
-    let _ = nix::fcntl::fcntl(pipe.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+    let _ = nix::fcntl::fcntl(
+        pipe.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
     let mut buffer = vec![0u8; 4096];
     let length = nix::unistd::read(pipe.as_raw_fd(), &mut buffer).unwrap_or(0);
     String::from_utf8_lossy(&buffer[..length]).trim().to_string()
@@ -512,7 +559,10 @@ impl Handshake {
     /// Reads reports until the runtime is running. Returns the Runtime API listener
     /// the supervisor sent, if any.
     fn run(&mut self, control: &OwnedFd, timeout: Duration) -> Result<Option<OwnedFd>, String> {
-        let timeout_value = nix::sys::time::TimeVal::new(timeout.as_secs() as libc::time_t, timeout.subsec_micros() as libc::suseconds_t);
+        let timeout_value = nix::sys::time::TimeVal::new(
+            timeout.as_secs() as libc::time_t,
+            timeout.subsec_micros() as libc::suseconds_t,
+        );
         nix::sys::socket::setsockopt(control, nix::sys::socket::sockopt::ReceiveTimeout, &timeout_value)
             .map_err(|errno| format!("failed to set the startup timeout: {errno}"))?;
         loop {
@@ -534,7 +584,9 @@ impl Handshake {
                 }
                 InitMessage::Ready => return Ok(received.fds.pop()),
                 InitMessage::Failed { message } => return Err(message),
-                InitMessage::Exited(exit) => return Err(format!("the runtime ended ({exit:?}) before the slot was ready")),
+                InitMessage::Exited(exit) => {
+                    return Err(format!("the runtime ended ({exit:?}) before the slot was ready"))
+                }
             }
         }
     }
@@ -566,7 +618,10 @@ fn send_sigkill(pidfd: Option<&OwnedFd>, pid: u32) {
         // NOTE: without a pidfd a supervisor that has already been reaped could have
         // its pid reused before this kill.
         None => {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
@@ -609,7 +664,9 @@ impl NamespaceSlot {
                 }
             }
         }
-        let Some(reader) = reader.as_ref() else { return SlotExit::Code(-1) };
+        let Some(reader) = reader.as_ref() else {
+            return SlotExit::Code(-1);
+        };
         loop {
             let mut guard = match reader.readable().await {
                 Ok(guard) => guard,
@@ -701,8 +758,14 @@ impl SlotControl for NamespaceSlot {
 /// Waits for the (already killed) init process, then removes the cgroups and the
 /// slot directory.
 async fn release(slot_id: &str, mut process: InitProcess, take_cgroup: impl FnOnce() -> Option<SlotCgroup>) {
-    if tokio::time::timeout(Duration::from_secs(10), process.child.wait()).await.is_err() {
-        tracing::warn!(slot_id, "slot init process did not exit 10 s after SIGKILL of its supervisor");
+    if tokio::time::timeout(Duration::from_secs(10), process.child.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            slot_id,
+            "slot init process did not exit 10 s after SIGKILL of its supervisor"
+        );
         let _ = process.child.kill().await;
     }
     if let Some(cgroup) = take_cgroup() {
@@ -719,9 +782,15 @@ async fn release(slot_id: &str, mut process: InitProcess, take_cgroup: impl FnOn
 
 impl Drop for NamespaceSlot {
     fn drop(&mut self) {
-        let Some(process) = self.init.get_mut().take() else { return };
+        let Some(process) = self.init.get_mut().take() else {
+            return;
+        };
         self.kill();
-        let cgroup = self.cgroup.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let cgroup = self
+            .cgroup
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 let slot_id = self.slot_id.clone();

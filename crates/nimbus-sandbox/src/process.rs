@@ -7,7 +7,9 @@ use std::process::Stdio;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-use crate::{BoxFuture, Protections, SandboxBackend, SandboxError, SlotControl, SlotExit, SlotLayout, SlotProcess, SlotSpec};
+use crate::{
+    BoxFuture, Protections, SandboxBackend, SandboxError, SlotControl, SlotExit, SlotLayout, SlotProcess, SlotSpec,
+};
 
 pub struct ProcessBackend {
     /// Directory for each slot's `/tmp` replacement.
@@ -16,7 +18,9 @@ pub struct ProcessBackend {
 
 impl ProcessBackend {
     pub fn new(work_dir: &Path) -> Self {
-        ProcessBackend { work_dir: work_dir.to_path_buf() }
+        ProcessBackend {
+            work_dir: work_dir.to_path_buf(),
+        }
     }
 
     fn slot_dir(&self, slot_id: &str) -> PathBuf {
@@ -25,7 +29,10 @@ impl ProcessBackend {
 }
 
 fn io_error(slot_id: &str) -> impl Fn(std::io::Error) -> SandboxError + '_ {
-    move |source| SandboxError::Io { slot_id: slot_id.to_string(), source }
+    move |source| SandboxError::Io {
+        slot_id: slot_id.to_string(),
+        source,
+    }
 }
 
 impl SandboxBackend for ProcessBackend {
@@ -55,7 +62,10 @@ impl SandboxBackend for ProcessBackend {
         let (stdout_read, stdout_write) = nix::unistd::pipe().map_err(|e| io_error(slot_id)(e.into()))?;
         let (stderr_read, stderr_write) = nix::unistd::pipe().map_err(|e| io_error(slot_id)(e.into()))?;
         let Some((program, args)) = spec.argv.split_first() else {
-            return Err(SandboxError::Spawn { slot_id: slot_id.to_string(), reason: "argv is empty".to_string() });
+            return Err(SandboxError::Spawn {
+                slot_id: slot_id.to_string(),
+                reason: "argv is empty".to_string(),
+            });
         };
         let mut command = tokio::process::Command::new(program);
         command
@@ -70,9 +80,10 @@ impl SandboxBackend for ProcessBackend {
             .stderr(Stdio::from(stderr_write))
             .process_group(0)
             .kill_on_drop(true);
-        let child = command
-            .spawn()
-            .map_err(|e| SandboxError::Spawn { slot_id: slot_id.to_string(), reason: format!("{program}: {e}") })?;
+        let child = command.spawn().map_err(|e| SandboxError::Spawn {
+            slot_id: slot_id.to_string(),
+            reason: format!("{program}: {e}"),
+        })?;
         let pid = child.id().unwrap_or_default();
         Ok(SlotProcess {
             runtime_api: listener,

@@ -111,9 +111,13 @@ impl InitMessage {
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
         let mut decoder = Decoder::new(bytes);
         let message = match decoder.u8()? {
-            TAG_STARTED => InitMessage::Started { pid: decoder.u32()? as i32 },
+            TAG_STARTED => InitMessage::Started {
+                pid: decoder.u32()? as i32,
+            },
             TAG_READY => InitMessage::Ready,
-            TAG_FAILED => InitMessage::Failed { message: decoder.string()? },
+            TAG_FAILED => InitMessage::Failed {
+                message: decoder.string()?,
+            },
             TAG_EXITED_CODE => InitMessage::Exited(SlotExit::Code(decoder.u32()? as i32)),
             TAG_EXITED_SIGNAL => InitMessage::Exited(SlotExit::Signal(decoder.u32()? as i32)),
             tag => return Err(format!("unknown init message tag {tag}")),
@@ -250,7 +254,10 @@ impl<'a> Decoder<'a> {
 
     fn take(&mut self, count: usize) -> Result<&'a [u8], String> {
         if self.bytes.len() < count {
-            return Err(format!("message truncated: expected {count} more bytes, found {}", self.bytes.len()));
+            return Err(format!(
+                "message truncated: expected {count} more bytes, found {}",
+                self.bytes.len()
+            ));
         }
         let (head, tail) = self.bytes.split_at(count);
         self.bytes = tail;
@@ -310,8 +317,12 @@ pub(crate) fn receive_message(socket: BorrowedFd<'_>, flags: MsgFlags) -> nix::R
     let mut control = nix::cmsg_space!([RawFd; 4]);
     let (length, truncated, fds) = {
         let mut iov = [IoSliceMut::new(&mut buffer)];
-        let message =
-            recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut control), flags | MsgFlags::MSG_CMSG_CLOEXEC)?;
+        let message = recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut control),
+            flags | MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
         let mut fds = Vec::new();
         for cmsg in message.cmsgs()? {
             if let ControlMessageOwned::ScmRights(received) = cmsg {
@@ -363,7 +374,9 @@ mod tests {
         let messages = [
             InitMessage::Started { pid: 4242 },
             InitMessage::Ready,
-            InitMessage::Failed { message: "mount failed".to_string() },
+            InitMessage::Failed {
+                message: "mount failed".to_string(),
+            },
             InitMessage::Exited(SlotExit::Code(3)),
             InitMessage::Exited(SlotExit::Signal(9)),
         ];

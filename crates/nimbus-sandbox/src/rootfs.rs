@@ -47,8 +47,14 @@ struct MountAttr {
 /// which has `CAP_SYS_ADMIN` over the slot's mount namespace.
 pub(crate) fn enter_new_root(spec: &InitSpec) -> Result<(), String> {
     // Mounts below must not propagate back to the host's mount namespace.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|errno| format!("failed to make the mount tree private: {errno}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|errno| format!("failed to make the mount tree private: {errno}"))?;
 
     let root = spec.root_dir.as_path();
     mount_tmpfs(root, "size=1m,mode=0755", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
@@ -56,7 +62,9 @@ pub(crate) fn enter_new_root(spec: &InitSpec) -> Result<(), String> {
     for name in SYSTEM_DIRS {
         let host_path = Path::new("/").join(name);
         let target = root.join(name);
-        let Ok(metadata) = std::fs::symlink_metadata(&host_path) else { continue };
+        let Ok(metadata) = std::fs::symlink_metadata(&host_path) else {
+            continue;
+        };
         if metadata.file_type().is_symlink() {
             let link = std::fs::read_link(&host_path)
                 .map_err(|error| format!("failed to read symlink {}: {error}", host_path.display()))?;
@@ -79,7 +87,11 @@ pub(crate) fn enter_new_root(spec: &InitSpec) -> Result<(), String> {
     // counts against the slot's memory limit, unlike Lambda's disk-backed /tmp.
     let tmp = root.join(TMP_DIR.trim_start_matches('/'));
     create_dir(&tmp)?;
-    mount_tmpfs(&tmp, &format!("size={}m,mode=1777", spec.tmp_mb), MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+    mount_tmpfs(
+        &tmp,
+        &format!("size={}m,mode=1777", spec.tmp_mb),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+    )?;
 
     build_dev(&root.join("dev"))?;
 
@@ -117,7 +129,12 @@ fn build_dev(dev: &Path) -> Result<(), String> {
         mount(Some(&host_node), &node, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|errno| format!("failed to bind-mount {}: {errno}", host_node.display()))?;
     }
-    let links = [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")];
+    let links = [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ];
     for (name, target) in links {
         std::os::unix::fs::symlink(target, dev.join(name))
             .map_err(|error| format!("failed to create /dev/{name}: {error}"))?;
@@ -137,8 +154,20 @@ fn mount_tmpfs(target: &Path, options: &str, flags: MsFlags) -> Result<(), Strin
 /// Bind-mounts `source` at `target` with everything below it read-only, nosuid and
 /// nodev.
 fn bind_read_only(source: &Path, target: &Path) -> Result<(), String> {
-    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(|errno| format!("failed to bind-mount {} at {}: {errno}", source.display(), target.display()))?;
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|errno| {
+        format!(
+            "failed to bind-mount {} at {}: {errno}",
+            source.display(),
+            target.display()
+        )
+    })?;
     match set_attributes_recursively(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) {
         Ok(()) => Ok(()),
         // Kernels before 5.12 lack mount_setattr. Remounting covers only the top
@@ -147,8 +176,13 @@ fn bind_read_only(source: &Path, target: &Path) -> Result<(), String> {
         Err(Errno::ENOSYS) => {
             umount2(target, MntFlags::MNT_DETACH)
                 .map_err(|errno| format!("failed to unmount {}: {errno}", target.display()))?;
-            mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(|errno| format!("failed to bind-mount {} at {}: {errno}", source.display(), target.display()))?;
+            mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|errno| {
+                format!(
+                    "failed to bind-mount {} at {}: {errno}",
+                    source.display(),
+                    target.display()
+                )
+            })?;
             remount_read_only(target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV)
         }
         Err(errno) => Err(format!("failed to make {} read-only: {errno}", target.display())),
@@ -160,7 +194,12 @@ fn bind_read_only(source: &Path, target: &Path) -> Result<(), String> {
 /// may not clear.
 fn set_attributes_recursively(target: &Path, attributes: u64) -> Result<(), Errno> {
     let path = path_cstring(target).map_err(|_| Errno::EINVAL)?;
-    let attr = MountAttr { attr_set: attributes, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr {
+        attr_set: attributes,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
     // SAFETY: `path` is a NUL-terminated string and `attr` a live mount_attr of the
     // size passed; the kernel only reads both during the call.
     let result = unsafe {

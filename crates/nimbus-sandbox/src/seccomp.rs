@@ -78,18 +78,32 @@ pub(crate) fn runtime_filters() -> Result<Vec<BpfProgram>, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BLOCKED_SYSCALLS.iter().map(|&nr| (nr, Vec::new())).collect();
     let mut clone_rules = Vec::new();
     for &flag in NAMESPACE_CLONE_FLAGS {
-        let condition =
-            SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(flag as u64), flag as u64)
-                .map_err(|error| format!("invalid seccomp condition: {error}"))?;
+        let condition = SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(flag as u64),
+            flag as u64,
+        )
+        .map_err(|error| format!("invalid seccomp condition: {error}"))?;
         clone_rules.push(SeccompRule::new(vec![condition]).map_err(|error| format!("invalid seccomp rule: {error}"))?);
     }
     rules.insert(libc::SYS_clone, clone_rules);
-    let blocklist = compile(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)?;
+    let blocklist = compile(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )?;
 
     // clone3 passes its flags in memory, which seccomp cannot read. ENOSYS makes
     // glibc (2.34 and later) fall back to clone, which the blocklist inspects.
     let clone3 = [(libc::SYS_clone3, Vec::new())].into_iter().collect();
-    let clone3 = compile(clone3, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), arch)?;
+    let clone3 = compile(
+        clone3,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )?;
 
     let mut programs = vec![blocklist, clone3];
     if arch == TargetArch::x86_64 {
@@ -118,10 +132,30 @@ fn x32_guard() -> BpfProgram {
     const SYSCALL_NUMBER_OFFSET: u32 = 0;
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     vec![
-        sock_filter { code: LOAD_WORD, jt: 0, jf: 0, k: SYSCALL_NUMBER_OFFSET },
-        sock_filter { code: JUMP_IF_GREATER_OR_EQUAL, jt: 0, jf: 1, k: X32_SYSCALL_BIT },
-        sock_filter { code: RETURN, jt: 0, jf: 0, k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32 },
-        sock_filter { code: RETURN, jt: 0, jf: 0, k: libc::SECCOMP_RET_ALLOW },
+        sock_filter {
+            code: LOAD_WORD,
+            jt: 0,
+            jf: 0,
+            k: SYSCALL_NUMBER_OFFSET,
+        },
+        sock_filter {
+            code: JUMP_IF_GREATER_OR_EQUAL,
+            jt: 0,
+            jf: 1,
+            k: X32_SYSCALL_BIT,
+        },
+        sock_filter {
+            code: RETURN,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        },
+        sock_filter {
+            code: RETURN,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
     ]
 }
 
@@ -138,6 +172,8 @@ mod tests {
     fn filters_compile() {
         let programs = runtime_filters().unwrap();
         assert!(programs.len() >= 2);
-        assert!(programs.iter().all(|program| !program.is_empty() && program.len() < 4096));
+        assert!(programs
+            .iter()
+            .all(|program| !program.is_empty() && program.len() < 4096));
     }
 }

@@ -41,14 +41,27 @@ fn fixture() -> Fixture {
     for dir in [&root, &code_dir, &runtime_dir] {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    Fixture { _temp: temp, root, code_dir, runtime_dir, work_dir }
+    Fixture {
+        _temp: temp,
+        root,
+        code_dir,
+        runtime_dir,
+        work_dir,
+    }
 }
 
 fn backend(fixture: &Fixture) -> NamespaceBackend {
-    let options = NamespaceOptions { cgroup_parent: CGROUP_PARENT.to_string(), ..NamespaceOptions::default() };
+    let options = NamespaceOptions {
+        cgroup_parent: CGROUP_PARENT.to_string(),
+        ..NamespaceOptions::default()
+    };
     let init = PathBuf::from(env!("CARGO_BIN_EXE_nimbus-sandbox-init"));
     let backend = NamespaceBackend::new(init, Vec::new(), fixture.work_dir.clone(), options).unwrap();
-    let expected = if is_root() { IsolationMode::Namespaces } else { IsolationMode::UserNamespaces };
+    let expected = if is_root() {
+        IsolationMode::Namespaces
+    } else {
+        IsolationMode::UserNamespaces
+    };
     assert_eq!(backend.isolation(), expected, "this host should allow namespaces");
     backend
 }
@@ -70,7 +83,10 @@ fn spec(fixture: &Fixture, slot_id: &str, argv: &[&str]) -> SlotSpec {
         tmp_mb: 16,
         pids_max: 64,
         argv: argv.iter().map(|arg| arg.to_string()).collect(),
-        env: vec![("PATH".to_string(), "/usr/bin:/bin".to_string()), ("LANG".to_string(), "C.UTF-8".to_string())],
+        env: vec![
+            ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+        ],
     }
 }
 
@@ -101,10 +117,18 @@ fn read_in_background(mut file: std::fs::File) -> tokio::task::JoinHandle<String
 async fn finish(slot: SlotProcess) -> Finished {
     let stdout = read_in_background(slot.stdout);
     let stderr = read_in_background(slot.stderr);
-    let exit = tokio::time::timeout(TIMEOUT, slot.control.wait()).await.expect("slot did not exit in time");
+    let exit = tokio::time::timeout(TIMEOUT, slot.control.wait())
+        .await
+        .expect("slot did not exit in time");
     slot.control.destroy().await;
-    let stdout = tokio::time::timeout(TIMEOUT, stdout).await.expect("stdout stayed open").unwrap();
-    let stderr = tokio::time::timeout(TIMEOUT, stderr).await.expect("stderr stayed open").unwrap();
+    let stdout = tokio::time::timeout(TIMEOUT, stdout)
+        .await
+        .expect("stdout stayed open")
+        .unwrap();
+    let stderr = tokio::time::timeout(TIMEOUT, stderr)
+        .await
+        .expect("stderr stayed open")
+        .unwrap();
     Finished { exit, stdout, stderr }
 }
 
@@ -117,7 +141,12 @@ async fn run(backend: &NamespaceBackend, spec: &SlotSpec) -> Finished {
 fn cgroup_dirs(slot_id: &str) -> Vec<PathBuf> {
     ["memory", "pids", "cpu", ""]
         .iter()
-        .map(|controller| Path::new("/sys/fs/cgroup").join(controller).join(CGROUP_PARENT).join(slot_id))
+        .map(|controller| {
+            Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(CGROUP_PARENT)
+                .join(slot_id)
+        })
         .collect()
 }
 
@@ -164,7 +193,10 @@ async fn pid_namespace_hides_host() {
     let visible: Vec<u32> = lines.map(|line| line.parse().unwrap()).collect();
     assert!(visible.contains(&1), "PID 1 missing from {visible:?}");
     assert!(visible.len() <= 3, "slot sees processes {visible:?}");
-    assert!(!visible.contains(&std::process::id()), "slot sees the test process in {visible:?}");
+    assert!(
+        !visible.contains(&std::process::id()),
+        "slot sees the test process in {visible:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,8 +222,7 @@ async fn task_root_read_only_with_code() {
     let finished = run(&backend, &shell(&fixture, "read-only", script)).await;
     assert_eq!(finished.exit, SlotExit::Code(0), "stderr: {}", finished.stderr);
     assert_eq!(
-        finished.stdout,
-        "code of this slot\nruntime file\n/var/task\napi=127.0.0.1:9001\n",
+        finished.stdout, "code of this slot\nruntime file\n/var/task\napi=127.0.0.1:9001\n",
         "stderr: {}",
         finished.stderr
     );
@@ -236,7 +267,11 @@ async fn tmp_writable_until_full() {
     let finished = run(&backend, &spec).await;
     assert_eq!(finished.exit, SlotExit::Code(0), "stderr: {}", finished.stderr);
     assert!(finished.stdout.starts_with("small\n"), "stdout: {}", finished.stdout);
-    assert!(finished.stdout.contains("No space left on device"), "stdout: {}", finished.stdout);
+    assert!(
+        finished.stdout.contains("No space left on device"),
+        "stdout: {}",
+        finished.stdout
+    );
     assert!(finished.stdout.contains("dd=1"), "stdout: {}", finished.stdout);
     let written: u64 = finished.stdout.lines().last().unwrap().trim().parse().unwrap();
     assert!(written <= 8 * 1024 * 1024, "wrote {written} bytes into an 8 MB /tmp");
@@ -246,9 +281,16 @@ async fn tmp_writable_until_full() {
 async fn memory_limit_kills_allocation() {
     let fixture = fixture();
     let backend = backend(&fixture);
-    assert!(backend.protections().memory_limit, "memory limits need writable cgroups (run as root)");
+    assert!(
+        backend.protections().memory_limit,
+        "memory limits need writable cgroups (run as root)"
+    );
     // Multiplying a bytes object writes every page, unlike a zeroed bytearray.
-    let mut spec = python(&fixture, "memory", "data = b'x' * (300 << 20)\nprint('allocated', len(data))");
+    let mut spec = python(
+        &fixture,
+        "memory",
+        "data = b'x' * (300 << 20)\nprint('allocated', len(data))",
+    );
     spec.memory_mb = 128;
     let slot = backend.spawn(&spec).unwrap();
     let stdout = read_in_background(slot.stdout);
@@ -261,7 +303,10 @@ async fn memory_limit_kills_allocation() {
     assert!(out_of_memory, "the slot did not report an OOM kill");
     let peak = peak.expect("no peak memory reading");
     assert!(peak <= 128 * 1024 * 1024, "peak {peak} bytes exceeds the 128 MB limit");
-    assert!(peak > 64 * 1024 * 1024, "peak {peak} bytes is too low for a 300 MB allocation");
+    assert!(
+        peak > 64 * 1024 * 1024,
+        "peak {peak} bytes is too low for a 300 MB allocation"
+    );
     assert_eq!(stdout.await.unwrap(), "");
 }
 
@@ -269,7 +314,10 @@ async fn memory_limit_kills_allocation() {
 async fn pids_limit_stops_fork_bomb() {
     let fixture = fixture();
     let backend = backend(&fixture);
-    assert!(backend.protections().pids_limit, "process limits need writable cgroups (run as root)");
+    assert!(
+        backend.protections().pids_limit,
+        "process limits need writable cgroups (run as root)"
+    );
     let program = "\
 import os, time
 count = 0
@@ -296,17 +344,28 @@ time.sleep(60)
         BufReader::new(stdout).read_line(&mut line).unwrap();
         line
     });
-    let line = tokio::time::timeout(TIMEOUT, line).await.expect("fork loop did not finish").unwrap();
+    let line = tokio::time::timeout(TIMEOUT, line)
+        .await
+        .expect("fork loop did not finish")
+        .unwrap();
     let mut fields = line.split_whitespace();
     let forks: u32 = fields.next().unwrap().parse().unwrap();
     let errno = fields.next().unwrap();
     assert!(forks < 32, "forked {forks} processes with pids_max 32");
-    assert_eq!(errno, libc::EAGAIN.to_string(), "fork failed with errno {errno}, expected EAGAIN");
+    assert_eq!(
+        errno,
+        libc::EAGAIN.to_string(),
+        "fork failed with errno {errno}, expected EAGAIN"
+    );
 
     slot.control.kill();
-    let exit = tokio::time::timeout(TIMEOUT, slot.control.wait()).await.expect("slot survived kill");
+    let exit = tokio::time::timeout(TIMEOUT, slot.control.wait())
+        .await
+        .expect("slot survived kill");
     assert_eq!(exit, SlotExit::Signal(9));
-    tokio::time::timeout(TIMEOUT, slot.control.destroy()).await.expect("destroy did not finish");
+    tokio::time::timeout(TIMEOUT, slot.control.destroy())
+        .await
+        .expect("destroy did not finish");
     for dir in cgroup_dirs(&spec.slot_id) {
         assert!(!dir.exists(), "{} still exists", dir.display());
     }
@@ -323,9 +382,16 @@ async fn runtime_has_no_privileges() {
     let mut lines = finished.stdout.lines();
     let uid: u32 = lines.next().unwrap().parse().unwrap();
     assert_ne!(uid, 0);
-    let status: Vec<(&str, &str)> =
-        lines.map(|line| line.split_once(':').map(|(k, v)| (k, v.trim())).unwrap()).collect();
-    let value = |key: &str| status.iter().find(|(k, _)| *k == key).map(|(_, v)| *v).unwrap_or("missing");
+    let status: Vec<(&str, &str)> = lines
+        .map(|line| line.split_once(':').map(|(k, v)| (k, v.trim())).unwrap())
+        .collect();
+    let value = |key: &str| {
+        status
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .unwrap_or("missing")
+    };
     for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert_eq!(value(set), "0000000000000000", "{set} is not empty");
     }
@@ -378,7 +444,10 @@ except OSError as exc:
 /// Accepts one connection on a slot's Runtime API, reads a message and replies.
 async fn answer_once(listener: &tokio::net::TcpListener, reply: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (mut stream, _) = tokio::time::timeout(TIMEOUT, listener.accept()).await.expect("no connection").unwrap();
+    let (mut stream, _) = tokio::time::timeout(TIMEOUT, listener.accept())
+        .await
+        .expect("no connection")
+        .unwrap();
     let mut buffer = [0u8; 100];
     let length = stream.read(&mut buffer).await.unwrap();
     stream.write_all(reply).await.unwrap();
@@ -393,11 +462,23 @@ async fn network_reaches_own_api_only() {
     host_listener.set_nonblocking(true).unwrap();
     let host_port = host_listener.local_addr().unwrap().port();
 
-    let first = backend.spawn(&python(&fixture, "network-first", &network_probe("from-first", host_port))).unwrap();
+    let first = backend
+        .spawn(&python(
+            &fixture,
+            "network-first",
+            &network_probe("from-first", host_port),
+        ))
+        .unwrap();
     assert_eq!(first.runtime_api_address, "127.0.0.1:9001");
     first.runtime_api.set_nonblocking(true).unwrap();
     let first_api = tokio::net::TcpListener::from_std(first.runtime_api).unwrap();
-    let second = backend.spawn(&python(&fixture, "network-second", &network_probe("from-second", host_port))).unwrap();
+    let second = backend
+        .spawn(&python(
+            &fixture,
+            "network-second",
+            &network_probe("from-second", host_port),
+        ))
+        .unwrap();
     second.runtime_api.set_nonblocking(true).unwrap();
     let second_api = tokio::net::TcpListener::from_std(second.runtime_api).unwrap();
 
@@ -405,8 +486,16 @@ async fn network_reaches_own_api_only() {
     assert_eq!(answer_once(&first_api, b"to-first").await, "from-first");
     assert_eq!(answer_once(&second_api, b"to-second").await, "from-second");
 
-    let first = finish(SlotProcess { runtime_api: first_api.into_std().unwrap(), ..first }).await;
-    let second = finish(SlotProcess { runtime_api: second_api.into_std().unwrap(), ..second }).await;
+    let first = finish(SlotProcess {
+        runtime_api: first_api.into_std().unwrap(),
+        ..first
+    })
+    .await;
+    let second = finish(SlotProcess {
+        runtime_api: second_api.into_std().unwrap(),
+        ..second
+    })
+    .await;
     for (finished, reply) in [(&first, "to-first"), (&second, "to-second")] {
         assert_eq!(finished.exit, SlotExit::Code(0), "stderr: {}", finished.stderr);
         assert_eq!(
@@ -437,7 +526,11 @@ async fn exit_code_and_signal_reported() {
 async fn output_pipes_deliver() {
     let fixture = fixture();
     let backend = backend(&fixture);
-    let finished = run(&backend, &shell(&fixture, "output", "echo out; echo err >&2; echo more")).await;
+    let finished = run(
+        &backend,
+        &shell(&fixture, "output", "echo out; echo err >&2; echo more"),
+    )
+    .await;
     assert_eq!(finished.exit, SlotExit::Code(0));
     assert_eq!(finished.stdout, "out\nmore\n");
     assert_eq!(finished.stderr, "err\n");
@@ -451,15 +544,23 @@ async fn destroy_removes_cgroups_and_dir() {
     let slot = backend.spawn(&spec).unwrap();
     let slot_dir = fixture.work_dir.join(&spec.slot_id);
     assert!(slot_dir.exists());
-    let existing: Vec<PathBuf> = cgroup_dirs(&spec.slot_id).into_iter().filter(|dir| dir.exists()).collect();
+    let existing: Vec<PathBuf> = cgroup_dirs(&spec.slot_id)
+        .into_iter()
+        .filter(|dir| dir.exists())
+        .collect();
     if is_root() {
         assert!(!existing.is_empty(), "no cgroup found for the slot");
         let supervisor = slot.control.pid().to_string();
         let procs = std::fs::read_to_string(existing[0].join("cgroup.procs")).unwrap();
-        assert!(procs.lines().any(|pid| pid == supervisor), "supervisor {supervisor} not in cgroup: {procs}");
+        assert!(
+            procs.lines().any(|pid| pid == supervisor),
+            "supervisor {supervisor} not in cgroup: {procs}"
+        );
     }
 
-    tokio::time::timeout(TIMEOUT, slot.control.destroy()).await.expect("destroy did not finish");
+    tokio::time::timeout(TIMEOUT, slot.control.destroy())
+        .await
+        .expect("destroy did not finish");
     assert_eq!(slot.control.wait().await, SlotExit::Signal(9));
     // A second destroy finds nothing left to do.
     slot.control.destroy().await;
@@ -474,7 +575,11 @@ async fn failed_exec_is_spawn_error() {
     let fixture = fixture();
     let backend = backend(&fixture);
     let spec = spec(&fixture, "missing-program", &["/var/task/missing"]);
-    let error = backend.spawn(&spec).err().expect("spawn of a missing program succeeded").to_string();
+    let error = backend
+        .spawn(&spec)
+        .err()
+        .expect("spawn of a missing program succeeded")
+        .to_string();
     assert!(error.contains("/var/task/missing"), "error: {error}");
     assert!(error.contains("ENOENT"), "error: {error}");
     assert!(!fixture.work_dir.join(&spec.slot_id).exists());
@@ -519,7 +624,10 @@ async fn bare_mode_keeps_seccomp_and_kills_group() {
     assert_eq!(layout.task_root, fixture.code_dir);
     let slot = backend.spawn(&spec).unwrap();
     assert_ne!(slot.runtime_api_address, "127.0.0.1:9001");
-    assert_eq!(slot.runtime_api.local_addr().unwrap().to_string(), slot.runtime_api_address);
+    assert_eq!(
+        slot.runtime_api.local_addr().unwrap().to_string(),
+        slot.runtime_api_address
+    );
 
     let stdout = slot.stdout;
     let lines = tokio::task::spawn_blocking(move || {
@@ -532,7 +640,10 @@ async fn bare_mode_keeps_seccomp_and_kills_group() {
         }
         lines
     });
-    let lines = tokio::time::timeout(TIMEOUT, lines).await.expect("bare slot printed too little").unwrap();
+    let lines = tokio::time::timeout(TIMEOUT, lines)
+        .await
+        .expect("bare slot printed too little")
+        .unwrap();
     let background: i32 = lines[0].strip_prefix("background ").unwrap().parse().unwrap();
     assert_eq!(lines[1], format!("api {}", slot.runtime_api_address));
     assert_eq!(lines[2], fixture.code_dir.display().to_string());
@@ -545,9 +656,13 @@ async fn bare_mode_keeps_seccomp_and_kills_group() {
     }
 
     slot.control.kill();
-    let exit = tokio::time::timeout(TIMEOUT, slot.control.wait()).await.expect("bare slot survived kill");
+    let exit = tokio::time::timeout(TIMEOUT, slot.control.wait())
+        .await
+        .expect("bare slot survived kill");
     assert_eq!(exit, SlotExit::Signal(9));
-    tokio::time::timeout(TIMEOUT, slot.control.destroy()).await.expect("destroy did not finish");
+    tokio::time::timeout(TIMEOUT, slot.control.destroy())
+        .await
+        .expect("destroy did not finish");
     let background_alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(background), None).is_ok();
     assert!(!background_alive, "background process {background} outlived the slot");
     assert!(!fixture.work_dir.join(&spec.slot_id).exists());

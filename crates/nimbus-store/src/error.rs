@@ -17,7 +17,11 @@ pub enum StoreError {
     },
 
     #[error("version {version} of function '{function}' is used by alias '{alias}'; delete the alias or point it elsewhere first")]
-    VersionInUse { function: String, version: u32, alias: String },
+    VersionInUse {
+        function: String,
+        version: u32,
+        alias: String,
+    },
 
     #[error(
         "reserved concurrency {requested} would leave {unreserved} of the account's {limit} concurrent executions unreserved; at least {minimum} must stay unreserved, so reserve at most {max_allowed}"

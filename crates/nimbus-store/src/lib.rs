@@ -167,7 +167,12 @@ pub trait ControlStore: Send + Sync {
     /// the given log events is ignored and assigned by the store.
     async fn record_invocations(&self, records: &[InvocationRecord], logs: &[LogEvent]) -> Result<()>;
     /// Lists a function's invocations, newest first, starting before `before`.
-    async fn list_invocations(&self, function_id: Uuid, before: Option<OffsetDateTime>, limit: u32) -> Result<Vec<InvocationRecord>>;
+    async fn list_invocations(
+        &self,
+        function_id: Uuid,
+        before: Option<OffsetDateTime>,
+        limit: u32,
+    ) -> Result<Vec<InvocationRecord>>;
     /// Reads a function's log lines in the order they were stored.
     async fn query_logs(&self, function_id: Uuid, query: &LogQuery) -> Result<Vec<LogEvent>>;
     /// Deletes log lines and invocation records older than `before_ms`; returns the

@@ -79,7 +79,10 @@ fn settings_from_row(row: &SqliteRow) -> Result<FunctionSettings> {
         memory_size: row.try_get::<i64, _>("memory_mb")? as u32,
         timeout: row.try_get::<i64, _>("timeout_seconds")? as u32,
         ephemeral_storage: row.try_get::<i64, _>("ephemeral_storage_mb")? as u32,
-        environment: parse_json("environment_variables", &row.try_get::<String, _>("environment_variables")?)?,
+        environment: parse_json(
+            "environment_variables",
+            &row.try_get::<String, _>("environment_variables")?,
+        )?,
         vpc_config: vpc.map(|v| parse_json("vpc_config", &v)).transpose()?,
         dead_letter_queue: row.try_get("dead_letter_queue")?,
         tracing_mode: TracingMode::from_db_str(&tracing)
@@ -242,7 +245,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
@@ -256,7 +262,10 @@ impl SqliteStore {
             .bind(function_id.to_string())
             .fetch_optional(&mut *connection)
             .await?
-            .ok_or_else(|| StoreError::NotFound { resource: "function", name: function_id.to_string() })?;
+            .ok_or_else(|| StoreError::NotFound {
+                resource: "function",
+                name: function_id.to_string(),
+            })?;
         function_from_row(&row)
     }
 }
@@ -269,7 +278,10 @@ impl ControlStore for SqliteStore {
             let account = Account {
                 account_id: Uuid::new_v4(),
                 name: name.to_string(),
-                account_number: format!("{:012}", rand::thread_rng().gen_range(100_000_000_000u64..1_000_000_000_000)),
+                account_number: format!(
+                    "{:012}",
+                    rand::thread_rng().gen_range(100_000_000_000u64..1_000_000_000_000)
+                ),
                 concurrency_limit,
                 created_at: now(),
             };
@@ -288,7 +300,10 @@ impl ControlStore for SqliteStore {
                 Ok(_) => return Ok(account),
                 Err(e) if is_unique_violation(&e) => {
                     if self.get_account_by_name(name).await?.is_some() {
-                        return Err(StoreError::AlreadyExists { resource: "account", name: name.to_string() });
+                        return Err(StoreError::AlreadyExists {
+                            resource: "account",
+                            name: name.to_string(),
+                        });
                     }
                 }
                 Err(e) => return Err(e.into()),
@@ -327,7 +342,10 @@ impl ControlStore for SqliteStore {
             .execute(&self.writer)
             .await?;
         if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound { resource: "account", name: account_id.to_string() });
+            return Err(StoreError::NotFound {
+                resource: "account",
+                name: account_id.to_string(),
+            });
         }
         Ok(())
     }
@@ -411,21 +429,33 @@ impl ControlStore for SqliteStore {
         match inserted {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::AlreadyExists { resource: "function", name: function.name.clone() });
+                return Err(StoreError::AlreadyExists {
+                    resource: "function",
+                    name: function.name.clone(),
+                });
             }
             Err(e) => return Err(e.into()),
         }
-        insert_config(&mut tx, function.function_id, None, settings, function.reserved_concurrency).await?;
+        insert_config(
+            &mut tx,
+            function.function_id,
+            None,
+            settings,
+            function.reserved_concurrency,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn get_function(&self, account_id: Uuid, name: &str) -> Result<Option<FunctionRecord>> {
-        let row = sqlx::query(&format!("SELECT {FUNCTION_COLUMNS} WHERE f.account_id = $1 AND f.name = $2"))
-            .bind(account_id.to_string())
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {FUNCTION_COLUMNS} WHERE f.account_id = $1 AND f.name = $2"
+        ))
+        .bind(account_id.to_string())
+        .bind(name)
+        .fetch_optional(&self.reader)
+        .await?;
         row.as_ref().map(function_from_row).transpose()
     }
 
@@ -442,11 +472,13 @@ impl ControlStore for SqliteStore {
                 .await?
             }
             None => {
-                sqlx::query(&format!("SELECT {FUNCTION_COLUMNS} WHERE f.account_id = $1 ORDER BY f.name LIMIT $2"))
-                    .bind(account_id.to_string())
-                    .bind(limit as i64)
-                    .fetch_all(&self.reader)
-                    .await?
+                sqlx::query(&format!(
+                    "SELECT {FUNCTION_COLUMNS} WHERE f.account_id = $1 ORDER BY f.name LIMIT $2"
+                ))
+                .bind(account_id.to_string())
+                .bind(limit as i64)
+                .fetch_all(&self.reader)
+                .await?
             }
         };
         rows.iter().map(function_from_row).collect()
@@ -477,7 +509,11 @@ impl ControlStore for SqliteStore {
         .await?;
         if updated.rows_affected() == 0 {
             let actual = Self::fetch_function(&mut tx, function.function_id).await?.state;
-            return Err(StoreError::StateConflict { function: function.name.clone(), expected: expected_state, actual });
+            return Err(StoreError::StateConflict {
+                function: function.name.clone(),
+                expected: expected_state,
+                actual,
+            });
         }
         sqlx::query(
             "UPDATE function_configs SET memory_mb = $1, timeout_seconds = $2, ephemeral_storage_mb = $3, \
@@ -584,11 +620,13 @@ impl ControlStore for SqliteStore {
     }
 
     async fn get_version(&self, function_id: Uuid, number: u32) -> Result<Option<VersionRecord>> {
-        let row = sqlx::query(&format!("SELECT {VERSION_COLUMNS} WHERE v.function_id = $1 AND v.version_number = $2"))
-            .bind(function_id.to_string())
-            .bind(number as i64)
-            .fetch_optional(&self.reader)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} WHERE v.function_id = $1 AND v.version_number = $2"
+        ))
+        .bind(function_id.to_string())
+        .bind(number as i64)
+        .fetch_optional(&self.reader)
+        .await?;
         row.as_ref().map(version_from_row).transpose()
     }
 
@@ -617,16 +655,24 @@ impl ControlStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(alias) = alias {
-            return Err(StoreError::VersionInUse { function: function_name.to_string(), version: number, alias });
+            return Err(StoreError::VersionInUse {
+                function: function_name.to_string(),
+                version: number,
+                alias,
+            });
         }
-        let version_id: Option<String> =
-            sqlx::query_scalar("SELECT version_id FROM function_versions WHERE function_id = $1 AND version_number = $2")
-                .bind(function_id.to_string())
-                .bind(number as i64)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let version_id: Option<String> = sqlx::query_scalar(
+            "SELECT version_id FROM function_versions WHERE function_id = $1 AND version_number = $2",
+        )
+        .bind(function_id.to_string())
+        .bind(number as i64)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(version_id) = version_id else {
-            return Err(StoreError::NotFound { resource: "version", name: format!("{function_name}:{number}") });
+            return Err(StoreError::NotFound {
+                resource: "version",
+                name: format!("{function_name}:{number}"),
+            });
         };
         sqlx::query("DELETE FROM function_configs WHERE version_id = $1")
             .bind(&version_id)
@@ -776,19 +822,26 @@ impl ControlStore for SqliteStore {
             .await?;
         }
         for event in logs {
-            sqlx::query("INSERT INTO log_events (function_id, request_id, timestamp_ms, message) VALUES ($1, $2, $3, $4)")
-                .bind(event.function_id.to_string())
-                .bind(&event.request_id)
-                .bind(event.timestamp_ms)
-                .bind(&event.message)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO log_events (function_id, request_id, timestamp_ms, message) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(event.function_id.to_string())
+            .bind(&event.request_id)
+            .bind(event.timestamp_ms)
+            .bind(&event.message)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
-    async fn list_invocations(&self, function_id: Uuid, before: Option<OffsetDateTime>, limit: u32) -> Result<Vec<InvocationRecord>> {
+    async fn list_invocations(
+        &self,
+        function_id: Uuid,
+        before: Option<OffsetDateTime>,
+        limit: u32,
+    ) -> Result<Vec<InvocationRecord>> {
         // RFC 3339 UTC strings of one format sort in time order.
         let before = before.map(timestamp).unwrap_or_else(|| "9999".to_string());
         let rows = sqlx::query(
@@ -873,12 +926,14 @@ impl ControlStore for SqliteStore {
     }
 
     async fn retry_event(&self, event_id: &str, attempts: u32, next_attempt_ms: i64) -> Result<()> {
-        sqlx::query("UPDATE async_events SET attempts = $1, next_attempt_ms = $2, lease_until_ms = NULL WHERE event_id = $3")
-            .bind(attempts as i64)
-            .bind(next_attempt_ms)
-            .bind(event_id)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(
+            "UPDATE async_events SET attempts = $1, next_attempt_ms = $2, lease_until_ms = NULL WHERE event_id = $3",
+        )
+        .bind(attempts as i64)
+        .bind(next_attempt_ms)
+        .bind(event_id)
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 
@@ -906,7 +961,9 @@ impl ControlStore for SqliteStore {
     }
 
     async fn count_events(&self) -> Result<u64> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM async_events").fetch_one(&self.reader).await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM async_events")
+            .fetch_one(&self.reader)
+            .await?;
         Ok(count as u64)
     }
 }

@@ -18,7 +18,9 @@ const LAYER: &str = "arn:aws:lambda:us-east-1:123456789012:layer:deps:3";
 /// returned so it lives as long as the test.
 async fn open_store() -> (TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("create temporary directory");
-    let store = SqliteStore::open(&dir.path().join("nimbus.db")).await.expect("open store");
+    let store = SqliteStore::open(&dir.path().join("nimbus.db"))
+        .await
+        .expect("open store");
     (dir, store)
 }
 
@@ -175,7 +177,10 @@ async fn account_concurrency_limit_update() {
     let (_dir, store) = open_store().await;
     let account = create_account(&store, "acme").await;
 
-    store.set_account_concurrency_limit(account.account_id, 3000).await.unwrap();
+    store
+        .set_account_concurrency_limit(account.account_id, 3000)
+        .await
+        .unwrap();
 
     let stored = store.get_account(account.account_id).await.unwrap().unwrap();
     assert_eq!(stored.concurrency_limit, 3000);
@@ -184,8 +189,20 @@ async fn account_concurrency_limit_update() {
 #[tokio::test]
 async fn account_concurrency_limit_unknown_not_found() {
     let (_dir, store) = open_store().await;
-    let error = store.set_account_concurrency_limit(Uuid::new_v4(), 10).await.unwrap_err();
-    assert!(matches!(error, StoreError::NotFound { resource: "account", .. }), "{error:?}");
+    let error = store
+        .set_account_concurrency_limit(Uuid::new_v4(), 10)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::NotFound {
+                resource: "account",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -235,7 +252,10 @@ async fn api_key_added_twice_is_noop() {
 async fn api_key_unknown_hash_returns_none() {
     let (_dir, store) = open_store().await;
     let account = create_account(&store, "acme").await;
-    store.add_api_key(account.account_id, &"c".repeat(64), "nmb_cccc").await.unwrap();
+    store
+        .add_api_key(account.account_id, &"c".repeat(64), "nmb_cccc")
+        .await
+        .unwrap();
 
     assert_eq!(store.account_for_key(&"d".repeat(64)).await.unwrap(), None);
 }
@@ -254,7 +274,11 @@ async fn function_round_trips_every_field() {
     record.reserved_concurrency = Some(25);
     store.insert_function(&record).await.unwrap();
 
-    let stored = store.get_function(account.account_id, "resize-images").await.unwrap().unwrap();
+    let stored = store
+        .get_function(account.account_id, "resize-images")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.function_id, record.function_id);
     assert_eq!(stored.account_id, account.account_id);
     assert_eq!(stored.name, "resize-images");
@@ -344,7 +368,14 @@ async fn function_names_case_sensitive() {
     let stored_lower = store.get_function(account.account_id, "hello").await.unwrap().unwrap();
     assert_eq!(stored_upper.function_id, upper.function_id);
     assert_eq!(stored_lower.function_id, lower.function_id);
-    assert_eq!(store.get_function(account.account_id, "HELLO").await.unwrap().map(|f| f.name), None);
+    assert_eq!(
+        store
+            .get_function(account.account_id, "HELLO")
+            .await
+            .unwrap()
+            .map(|f| f.name),
+        None
+    );
 
     let listed = store.list_functions(account.account_id, None, 10).await.unwrap();
     assert_eq!(names(&listed), ["Hello", "hello"]);
@@ -366,10 +397,16 @@ async fn list_functions_pages_in_name_order() {
     let first_page = store.list_functions(account.account_id, None, 2).await.unwrap();
     assert_eq!(names(&first_page), ["alpha", "bravo"]);
 
-    let second_page = store.list_functions(account.account_id, Some("bravo"), 2).await.unwrap();
+    let second_page = store
+        .list_functions(account.account_id, Some("bravo"), 2)
+        .await
+        .unwrap();
     assert_eq!(names(&second_page), ["charlie", "delta"]);
 
-    let last_page = store.list_functions(account.account_id, Some("delta"), 2).await.unwrap();
+    let last_page = store
+        .list_functions(account.account_id, Some("delta"), 2)
+        .await
+        .unwrap();
     assert_eq!(names(&last_page), ["echo"]);
 
     let past_end = store.list_functions(account.account_id, Some("echo"), 2).await.unwrap();
@@ -387,8 +424,16 @@ async fn get_function_of_other_account_none() {
     let stranger = create_account(&store, "stranger").await;
     insert(&store, owner.account_id, "private").await;
 
-    assert!(store.get_function(stranger.account_id, "private").await.unwrap().is_none());
-    assert!(store.list_functions(stranger.account_id, None, 10).await.unwrap().is_empty());
+    assert!(store
+        .get_function(stranger.account_id, "private")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .list_functions(stranger.account_id, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -420,7 +465,11 @@ async fn concurrent_inserts_one_wins() {
     assert_eq!(winners.len(), 1, "successful inserts");
     assert_eq!(already_exists, 7, "AlreadyExists errors");
 
-    let stored = store.get_function(account.account_id, "contested").await.unwrap().unwrap();
+    let stored = store
+        .get_function(account.account_id, "contested")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.function_id, winners[0]);
     assert_eq!(store.account_usage(account.account_id).await.unwrap().function_count, 1);
 }
@@ -459,7 +508,11 @@ async fn update_function_stale_state_conflicts() {
     stale.code = code("cccc", 3000);
     let error = store.update_function(&stale, FunctionState::Active).await.unwrap_err();
     match &error {
-        StoreError::StateConflict { function, expected, actual } => {
+        StoreError::StateConflict {
+            function,
+            expected,
+            actual,
+        } => {
             assert_eq!(function, "hello");
             assert_eq!(*expected, FunctionState::Active);
             assert_eq!(*actual, FunctionState::Updating);
@@ -504,7 +557,10 @@ async fn publish_unchanged_returns_newest() {
     assert!(!created);
     assert_eq!(again.number, 1);
     assert_eq!(again.version_id, first.version_id);
-    assert_eq!(store.list_versions(record.function_id, None, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.list_versions(record.function_id, None, 10).await.unwrap().len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -540,7 +596,10 @@ async fn publish_description_overrides_version() {
     record.settings.description = "function description".to_string();
     store.insert_function(&record).await.unwrap();
 
-    let (version, _) = store.publish_version(record.function_id, Some("release 1")).await.unwrap();
+    let (version, _) = store
+        .publish_version(record.function_id, Some("release 1"))
+        .await
+        .unwrap();
     assert_eq!(version.description, "release 1");
     assert_eq!(version.settings.description, "release 1");
 
@@ -556,7 +615,10 @@ async fn publish_description_only_change_reuses_version() {
     let (_dir, store) = open_store().await;
     let account = create_account(&store, "acme").await;
     let mut record = insert(&store, account.account_id, "hello").await;
-    store.publish_version(record.function_id, Some("release 1")).await.unwrap();
+    store
+        .publish_version(record.function_id, Some("release 1"))
+        .await
+        .unwrap();
 
     record.settings.description = "new function description".to_string();
     update_active(&store, &record).await;
@@ -565,7 +627,10 @@ async fn publish_description_only_change_reuses_version() {
     assert_eq!(version.number, 1);
     assert_eq!(version.description, "release 1");
 
-    let (version, created) = store.publish_version(record.function_id, Some("release 2")).await.unwrap();
+    let (version, created) = store
+        .publish_version(record.function_id, Some("release 2"))
+        .await
+        .unwrap();
     assert!(!created, "a different publish description alone is not a change");
     assert_eq!(version.number, 1);
 }
@@ -580,21 +645,38 @@ async fn publish_while_updating_conflicts() {
 
     let error = store.publish_version(record.function_id, None).await.unwrap_err();
     match error {
-        StoreError::StateConflict { function, expected, actual } => {
+        StoreError::StateConflict {
+            function,
+            expected,
+            actual,
+        } => {
             assert_eq!(function, "hello");
             assert_eq!(expected, FunctionState::Active);
             assert_eq!(actual, FunctionState::Updating);
         }
         other => panic!("expected StateConflict, got {other:?}"),
     }
-    assert!(store.list_versions(record.function_id, None, 10).await.unwrap().is_empty());
+    assert!(store
+        .list_versions(record.function_id, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
 async fn publish_unknown_function_not_found() {
     let (_dir, store) = open_store().await;
     let error = store.publish_version(Uuid::new_v4(), None).await.unwrap_err();
-    assert!(matches!(error, StoreError::NotFound { resource: "function", .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            StoreError::NotFound {
+                resource: "function",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -626,7 +708,10 @@ async fn get_version_by_number() {
     let mut record = function(account.account_id, "hello");
     record.settings = full_settings();
     store.insert_function(&record).await.unwrap();
-    let (published, _) = store.publish_version(record.function_id, Some("release 1")).await.unwrap();
+    let (published, _) = store
+        .publish_version(record.function_id, Some("release 1"))
+        .await
+        .unwrap();
 
     let stored = store.get_version(record.function_id, 1).await.unwrap().unwrap();
     assert_eq!(stored.version_id, published.version_id);
@@ -650,9 +735,8 @@ async fn list_versions_pages_in_number_order() {
         update_active(&store, &record).await;
         store.publish_version(record.function_id, None).await.unwrap();
     }
-    let numbers = |versions: Vec<nimbus_model::VersionRecord>| -> Vec<u32> {
-        versions.iter().map(|v| v.number).collect()
-    };
+    let numbers =
+        |versions: Vec<nimbus_model::VersionRecord>| -> Vec<u32> { versions.iter().map(|v| v.number).collect() };
 
     let all = store.list_versions(record.function_id, None, 100).await.unwrap();
     assert_eq!(numbers(all), [1, 2, 3, 4, 5]);
@@ -712,7 +796,10 @@ async fn put_alias_creates_then_updates() {
     let account = create_account(&store, "acme").await;
     let record = function_with_versions(&store, account.account_id, 2).await;
 
-    let created = store.put_alias(record.function_id, &alias("live", "1", None)).await.unwrap();
+    let created = store
+        .put_alias(record.function_id, &alias("live", "1", None))
+        .await
+        .unwrap();
     assert!(created);
 
     let updated_alias = alias("live", "2", Some((1, 0.25)));
@@ -734,8 +821,14 @@ async fn alias_get_list_delete() {
     store.put_alias(record.function_id, &live).await.unwrap();
     store.put_alias(record.function_id, &dev).await.unwrap();
 
-    assert_eq!(store.get_alias(record.function_id, "live").await.unwrap(), Some(live.clone()));
-    assert_eq!(store.get_alias(record.function_id, "dev").await.unwrap(), Some(dev.clone()));
+    assert_eq!(
+        store.get_alias(record.function_id, "live").await.unwrap(),
+        Some(live.clone())
+    );
+    assert_eq!(
+        store.get_alias(record.function_id, "dev").await.unwrap(),
+        Some(dev.clone())
+    );
     assert_eq!(store.get_alias(record.function_id, "missing").await.unwrap(), None);
 
     let listed = store.list_aliases(record.function_id).await.unwrap();
@@ -752,11 +845,18 @@ async fn delete_version_used_by_alias() {
     let (_dir, store) = open_store().await;
     let account = create_account(&store, "acme").await;
     let record = function_with_versions(&store, account.account_id, 2).await;
-    store.put_alias(record.function_id, &alias("live", "2", None)).await.unwrap();
+    store
+        .put_alias(record.function_id, &alias("live", "2", None))
+        .await
+        .unwrap();
 
     let error = store.delete_version(record.function_id, "hello", 2).await.unwrap_err();
     match &error {
-        StoreError::VersionInUse { function, version, alias } => {
+        StoreError::VersionInUse {
+            function,
+            version,
+            alias,
+        } => {
             assert_eq!(function, "hello");
             assert_eq!(*version, 2);
             assert_eq!(alias, "live");
@@ -772,11 +872,18 @@ async fn delete_version_used_as_additional_version() {
     let (_dir, store) = open_store().await;
     let account = create_account(&store, "acme").await;
     let record = function_with_versions(&store, account.account_id, 2).await;
-    store.put_alias(record.function_id, &alias("canary", "2", Some((1, 0.05)))).await.unwrap();
+    store
+        .put_alias(record.function_id, &alias("canary", "2", Some((1, 0.05))))
+        .await
+        .unwrap();
 
     let error = store.delete_version(record.function_id, "hello", 1).await.unwrap_err();
     match error {
-        StoreError::VersionInUse { function, version, alias } => {
+        StoreError::VersionInUse {
+            function,
+            version,
+            alias,
+        } => {
             assert_eq!(function, "hello");
             assert_eq!(version, 1);
             assert_eq!(alias, "canary");
@@ -791,8 +898,14 @@ async fn delete_version_after_alias_moves() {
     let (_dir, store) = open_store().await;
     let account = create_account(&store, "acme").await;
     let record = function_with_versions(&store, account.account_id, 2).await;
-    store.put_alias(record.function_id, &alias("live", "1", None)).await.unwrap();
-    store.put_alias(record.function_id, &alias("live", "2", None)).await.unwrap();
+    store
+        .put_alias(record.function_id, &alias("live", "1", None))
+        .await
+        .unwrap();
+    store
+        .put_alias(record.function_id, &alias("live", "2", None))
+        .await
+        .unwrap();
 
     store.delete_version(record.function_id, "hello", 1).await.unwrap();
     assert!(store.get_version(record.function_id, 1).await.unwrap().is_none());
@@ -823,7 +936,10 @@ async fn reserved_concurrency_keeps_unreserved_minimum() {
     let big = insert(&store, account.account_id, "big").await;
     let small = insert(&store, account.account_id, "small").await;
 
-    store.set_reserved_concurrency(account.account_id, big.function_id, Some(900)).await.unwrap();
+    store
+        .set_reserved_concurrency(account.account_id, big.function_id, Some(900))
+        .await
+        .unwrap();
 
     let error = store
         .set_reserved_concurrency(account.account_id, small.function_id, Some(1))
@@ -831,7 +947,13 @@ async fn reserved_concurrency_keeps_unreserved_minimum() {
         .unwrap_err();
     let message = error.to_string();
     match error {
-        StoreError::ReservedConcurrencyExceeded { requested, unreserved, limit, minimum, max_allowed } => {
+        StoreError::ReservedConcurrencyExceeded {
+            requested,
+            unreserved,
+            limit,
+            minimum,
+            max_allowed,
+        } => {
             assert_eq!(requested, 1);
             assert_eq!(unreserved, 99);
             assert_eq!(limit, 1000);
@@ -851,10 +973,16 @@ async fn reserved_concurrency_reset_same_value() {
     let (_dir, store) = open_store().await;
     let account = create_account(&store, "acme").await;
     let record = insert(&store, account.account_id, "big").await;
-    store.set_reserved_concurrency(account.account_id, record.function_id, Some(900)).await.unwrap();
+    store
+        .set_reserved_concurrency(account.account_id, record.function_id, Some(900))
+        .await
+        .unwrap();
 
     // The function's own 900 is replaced, not added to the new value.
-    store.set_reserved_concurrency(account.account_id, record.function_id, Some(900)).await.unwrap();
+    store
+        .set_reserved_concurrency(account.account_id, record.function_id, Some(900))
+        .await
+        .unwrap();
 
     let stored = store.get_function(account.account_id, "big").await.unwrap().unwrap();
     assert_eq!(stored.reserved_concurrency, Some(900));
@@ -866,13 +994,22 @@ async fn reserved_concurrency_clear_frees_it() {
     let account = create_account(&store, "acme").await;
     let big = insert(&store, account.account_id, "big").await;
     let small = insert(&store, account.account_id, "small").await;
-    store.set_reserved_concurrency(account.account_id, big.function_id, Some(900)).await.unwrap();
+    store
+        .set_reserved_concurrency(account.account_id, big.function_id, Some(900))
+        .await
+        .unwrap();
 
-    store.set_reserved_concurrency(account.account_id, big.function_id, None).await.unwrap();
+    store
+        .set_reserved_concurrency(account.account_id, big.function_id, None)
+        .await
+        .unwrap();
     let stored = store.get_function(account.account_id, "big").await.unwrap().unwrap();
     assert_eq!(stored.reserved_concurrency, None);
 
-    store.set_reserved_concurrency(account.account_id, small.function_id, Some(900)).await.unwrap();
+    store
+        .set_reserved_concurrency(account.account_id, small.function_id, Some(900))
+        .await
+        .unwrap();
     let stored = store.get_function(account.account_id, "small").await.unwrap().unwrap();
     assert_eq!(stored.reserved_concurrency, Some(900));
 }
@@ -883,9 +1020,15 @@ async fn reserved_concurrency_zero_allowed() {
     let account = create_account(&store, "acme").await;
     let big = insert(&store, account.account_id, "big").await;
     let paused = insert(&store, account.account_id, "paused").await;
-    store.set_reserved_concurrency(account.account_id, big.function_id, Some(900)).await.unwrap();
+    store
+        .set_reserved_concurrency(account.account_id, big.function_id, Some(900))
+        .await
+        .unwrap();
 
-    store.set_reserved_concurrency(account.account_id, paused.function_id, Some(0)).await.unwrap();
+    store
+        .set_reserved_concurrency(account.account_id, paused.function_id, Some(0))
+        .await
+        .unwrap();
 
     let stored = store.get_function(account.account_id, "paused").await.unwrap().unwrap();
     assert_eq!(stored.reserved_concurrency, Some(0));
@@ -896,7 +1039,10 @@ async fn account_usage_totals() {
     let (_dir, store) = open_store().await;
     let account = create_account(&store, "acme").await;
     let other = create_account(&store, "other").await;
-    assert_eq!(store.account_usage(account.account_id).await.unwrap(), Default::default());
+    assert_eq!(
+        store.account_usage(account.account_id).await.unwrap(),
+        Default::default()
+    );
 
     // "api": version 1 of 1000 bytes, version 2 and $LATEST of 2500 bytes.
     let mut api = insert(&store, account.account_id, "api").await;
@@ -909,13 +1055,22 @@ async fn account_usage_totals() {
     worker.code = code("cccc", 300);
     store.insert_function(&worker).await.unwrap();
 
-    store.set_reserved_concurrency(account.account_id, api.function_id, Some(200)).await.unwrap();
-    store.set_reserved_concurrency(account.account_id, worker.function_id, Some(50)).await.unwrap();
+    store
+        .set_reserved_concurrency(account.account_id, api.function_id, Some(200))
+        .await
+        .unwrap();
+    store
+        .set_reserved_concurrency(account.account_id, worker.function_id, Some(50))
+        .await
+        .unwrap();
 
     // Another account's function must not count toward these totals.
     let foreign = insert(&store, other.account_id, "foreign").await;
     store.publish_version(foreign.function_id, None).await.unwrap();
-    store.set_reserved_concurrency(other.account_id, foreign.function_id, Some(400)).await.unwrap();
+    store
+        .set_reserved_concurrency(other.account_id, foreign.function_id, Some(400))
+        .await
+        .unwrap();
 
     let usage = store.account_usage(account.account_id).await.unwrap();
     assert_eq!(usage.function_count, 2);
@@ -930,7 +1085,10 @@ async fn delete_function_removes_versions_and_aliases() {
     let (_dir, store) = open_store().await;
     let account = create_account(&store, "acme").await;
     let old = function_with_versions(&store, account.account_id, 3).await;
-    store.put_alias(old.function_id, &alias("live", "3", Some((2, 0.5)))).await.unwrap();
+    store
+        .put_alias(old.function_id, &alias("live", "3", Some((2, 0.5))))
+        .await
+        .unwrap();
 
     store.delete_function(old.function_id).await.unwrap();
 
@@ -953,18 +1111,33 @@ async fn store_reopen_keeps_data() {
     let (account, record) = {
         let store = SqliteStore::open(&path).await.unwrap();
         let account = create_account(&store, "acme").await;
-        store.add_api_key(account.account_id, &"a".repeat(64), "nmb_aaaa").await.unwrap();
+        store
+            .add_api_key(account.account_id, &"a".repeat(64), "nmb_aaaa")
+            .await
+            .unwrap();
         let mut record = function(account.account_id, "hello");
         record.settings = full_settings();
         store.insert_function(&record).await.unwrap();
-        store.publish_version(record.function_id, Some("release 1")).await.unwrap();
-        store.put_alias(record.function_id, &alias("live", "1", None)).await.unwrap();
-        store.set_reserved_concurrency(account.account_id, record.function_id, Some(10)).await.unwrap();
+        store
+            .publish_version(record.function_id, Some("release 1"))
+            .await
+            .unwrap();
+        store
+            .put_alias(record.function_id, &alias("live", "1", None))
+            .await
+            .unwrap();
+        store
+            .set_reserved_concurrency(account.account_id, record.function_id, Some(10))
+            .await
+            .unwrap();
         (account, record)
     };
 
     let store = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(store.get_account(account.account_id).await.unwrap(), Some(account.clone()));
+    assert_eq!(
+        store.get_account(account.account_id).await.unwrap(),
+        Some(account.clone())
+    );
     let key_owner = store.account_for_key(&"a".repeat(64)).await.unwrap();
     assert_eq!(key_owner.map(|a| a.account_id), Some(account.account_id));
 

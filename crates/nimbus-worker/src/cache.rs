@@ -56,9 +56,7 @@ impl CodeCache {
     /// Returns the directory with the unpacked package, fetching it if needed.
     pub async fn ensure(&self, sha256: &str) -> Result<(PathBuf, CacheTier), WorkerError> {
         if !sha256.chars().all(|c| c.is_ascii_hexdigit()) || sha256.len() != 64 {
-            return Err(WorkerError::Io(format!(
-                "code sha256 '{sha256}' is not 64 hex digits"
-            )));
+            return Err(WorkerError::Io(format!("code sha256 '{sha256}' is not 64 hex digits")));
         }
         let target = self.dir.join(sha256);
         if target.is_dir() {
@@ -77,20 +75,17 @@ impl CodeCache {
         }
 
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let bytes = self.origin.get_package(sha256).await.map_err(|e| {
-            WorkerError::Code(format!("failed to fetch code package {sha256}: {e}"))
-        })?;
-        let staging = self
-            .dir
-            .join(format!(".{sha256}.{}", uuid::Uuid::new_v4().simple()));
+        let bytes = self
+            .origin
+            .get_package(sha256)
+            .await
+            .map_err(|e| WorkerError::Code(format!("failed to fetch code package {sha256}: {e}")))?;
+        let staging = self.dir.join(format!(".{sha256}.{}", uuid::Uuid::new_v4().simple()));
         let final_dir = target.clone();
         tokio::task::spawn_blocking(move || unpack(&bytes, &staging, &final_dir))
             .await
             .map_err(|e| WorkerError::Io(format!("unpacking failed: {e}")))??;
-        self.fetches
-            .lock()
-            .expect("cache lock is not poisoned")
-            .remove(sha256);
+        self.fetches.lock().expect("cache lock is not poisoned").remove(sha256);
         Ok((target, CacheTier::Origin))
     }
 }
@@ -98,9 +93,7 @@ impl CodeCache {
 /// Unpacks into `staging`, makes everything readable by the slot's unprivileged user,
 /// then renames it into place so a half-unpacked package is never used.
 fn unpack(bytes: &[u8], staging: &Path, target: &Path) -> Result<(), WorkerError> {
-    let io = |what: &str, e: std::io::Error| {
-        WorkerError::Io(format!("{what} {}: {e}", staging.display()))
-    };
+    let io = |what: &str, e: std::io::Error| WorkerError::Io(format!("{what} {}: {e}", staging.display()));
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| WorkerError::Code(format!("stored code package is not a valid zip: {e}")))?;
     archive
@@ -112,16 +105,9 @@ fn unpack(bytes: &[u8], staging: &Path, target: &Path) -> Result<(), WorkerError
             continue;
         }
         let mode = metadata.permissions().mode();
-        let readable = if metadata.is_dir() {
-            mode | 0o755
-        } else {
-            mode | 0o444
-        };
-        std::fs::set_permissions(
-            &entry,
-            std::fs::Permissions::from_mode(readable & 0o7777 & !0o022),
-        )
-        .map_err(|e| io("failed to set permissions in", e))?;
+        let readable = if metadata.is_dir() { mode | 0o755 } else { mode | 0o444 };
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(readable & 0o7777 & !0o022))
+            .map_err(|e| io("failed to set permissions in", e))?;
     }
     std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| io("failed to set permissions on", e))?;

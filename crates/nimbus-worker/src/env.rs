@@ -26,14 +26,8 @@ pub fn slot_environment(
         request.version
     );
     let mut env: Vec<(String, String)> = vec![
-        (
-            "AWS_LAMBDA_FUNCTION_NAME".into(),
-            request.function_name.clone(),
-        ),
-        (
-            "AWS_LAMBDA_FUNCTION_VERSION".into(),
-            request.version.clone(),
-        ),
+        ("AWS_LAMBDA_FUNCTION_NAME".into(), request.function_name.clone()),
+        ("AWS_LAMBDA_FUNCTION_VERSION".into(), request.version.clone()),
         (
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
             settings.memory_size.to_string(),
@@ -44,32 +38,18 @@ pub fn slot_environment(
         ),
         ("AWS_LAMBDA_LOG_STREAM_NAME".into(), log_stream),
         ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
-        (
-            "AWS_EXECUTION_ENV".into(),
-            format!("AWS_Lambda_{}", settings.runtime),
-        ),
+        ("AWS_EXECUTION_ENV".into(), format!("AWS_Lambda_{}", settings.runtime)),
         ("AWS_REGION".into(), region.to_string()),
         ("AWS_DEFAULT_REGION".into(), region.to_string()),
         ("_HANDLER".into(), settings.handler.clone()),
         ("LAMBDA_TASK_ROOT".into(), task_root.clone()),
-        (
-            "LAMBDA_RUNTIME_DIR".into(),
-            layout.runtime_root.display().to_string(),
-        ),
+        ("LAMBDA_RUNTIME_DIR".into(), layout.runtime_root.display().to_string()),
         ("TZ".into(), ":UTC".into()),
         ("LANG".into(), "C.UTF-8".into()),
-        (
-            "PATH".into(),
-            format!("/usr/local/bin:/usr/bin:/bin:{task_root}/bin"),
-        ),
+        ("PATH".into(), format!("/usr/local/bin:/usr/bin:/bin:{task_root}/bin")),
         ("LD_LIBRARY_PATH".into(), format!("{task_root}/lib")),
     ];
     env.extend(offer.environment(&layout.runtime_root, &layout.task_root));
-    env.extend(
-        settings
-            .environment
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
+    env.extend(settings.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
     env
 }

@@ -19,9 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use nimbus_code::OriginStore;
 use nimbus_model::{CodeInfo, FunctionSettings};
-use nimbus_runtime::{
-    InitOutcome, Invocation, InvokeOutcome, RuntimeApi, RuntimeApiLimits, RuntimeCatalog,
-};
+use nimbus_runtime::{InitOutcome, Invocation, InvokeOutcome, RuntimeApi, RuntimeApiLimits, RuntimeCatalog};
 use nimbus_sandbox::{SandboxBackend, SlotControl, SlotExit, SlotSpec};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -285,12 +283,7 @@ impl Worker {
         if self.catalog.get(runtime).is_some() {
             return Ok(());
         }
-        let offered: Vec<&str> = self
-            .catalog
-            .offers()
-            .iter()
-            .map(|o| o.id.as_str())
-            .collect();
+        let offered: Vec<&str> = self.catalog.offers().iter().map(|o| o.id.as_str()).collect();
         Err(WorkerError::RuntimeNotOffered {
             runtime: runtime.to_string(),
             offered: offered.join(", "),
@@ -298,8 +291,7 @@ impl Worker {
     }
 
     fn start_reaper(self: Arc<Self>) {
-        let period =
-            (self.config.idle_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(15));
+        let period = (self.config.idle_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(15));
         let worker = Arc::downgrade(&self);
         tokio::spawn(async move {
             loop {
@@ -319,8 +311,7 @@ impl Worker {
             let mut pool = self.pool.lock().expect("pool lock");
             let mut expired = Vec::new();
             for slots in pool.idle.values_mut() {
-                let (old, fresh): (Vec<Slot>, Vec<Slot>) =
-                    slots.drain(..).partition(|s| s.last_used.elapsed() > ttl);
+                let (old, fresh): (Vec<Slot>, Vec<Slot>) = slots.drain(..).partition(|s| s.last_used.elapsed() > ttl);
                 *slots = fresh;
                 expired.extend(old);
             }
@@ -449,18 +440,14 @@ impl Worker {
         Ok(self.run(key, slot, cold_start, request, started_at).await)
     }
 
-    fn slot_spec(
-        &self,
-        request: &InvokeRequest,
-        slot_id: &str,
-        code_dir: PathBuf,
-    ) -> Result<SlotSpec, WorkerError> {
-        let offer = self.catalog.get(&request.settings.runtime).ok_or_else(|| {
-            WorkerError::RuntimeNotOffered {
+    fn slot_spec(&self, request: &InvokeRequest, slot_id: &str, code_dir: PathBuf) -> Result<SlotSpec, WorkerError> {
+        let offer = self
+            .catalog
+            .get(&request.settings.runtime)
+            .ok_or_else(|| WorkerError::RuntimeNotOffered {
                 runtime: request.settings.runtime.clone(),
                 offered: String::new(),
-            }
-        })?;
+            })?;
         let mut spec = SlotSpec {
             slot_id: slot_id.to_string(),
             code_dir,
@@ -479,10 +466,7 @@ impl Worker {
 
     /// Starts a slot and waits for its runtime to ask for the first event. A failed
     /// init is returned as `Ok(Err(..))`, because it is the function's failure.
-    async fn cold_start(
-        &self,
-        request: &InvokeRequest,
-    ) -> Result<Result<(Slot, ColdStart), FailedInit>, WorkerError> {
+    async fn cold_start(&self, request: &InvokeRequest) -> Result<Result<(Slot, ColdStart), FailedInit>, WorkerError> {
         let slot_id = Uuid::new_v4().simple().to_string();
         let code_started = Instant::now();
         let (code_dir, code_tier) = self.cache.ensure(&request.code.sha256).await?;
@@ -583,8 +567,8 @@ impl Worker {
 
         let timeout = Duration::from_secs(request.settings.timeout as u64);
         let started = Instant::now();
-        let deadline_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64
-            + timeout.as_millis() as u64;
+        let deadline_ms =
+            (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64 + timeout.as_millis() as u64;
         let invocation = Invocation {
             request_id: request.request_id.clone(),
             payload: request.payload.clone(),
@@ -615,9 +599,7 @@ impl Worker {
         slot.invocations += 1;
 
         let (status, body, error_type, keep) = match attempt {
-            Attempt::Answered(InvokeOutcome::Response(body)) => {
-                (InvokeStatus::Success, body, None, true)
-            }
+            Attempt::Answered(InvokeOutcome::Response(body)) => (InvokeStatus::Success, body, None, true),
             Attempt::Answered(InvokeOutcome::FunctionError { error_type, body }) => {
                 // Some runtime clients (awslambdaric 4.x) send the type only in the body.
                 let error_type = error_type
@@ -626,9 +608,7 @@ impl Worker {
                 (InvokeStatus::Error, body, Some(error_type), true)
             }
             Attempt::Answered(InvokeOutcome::ResponseTooLarge { limit }) => {
-                let message = format!(
-                    "Response payload size exceeded maximum allowed payload size ({limit} bytes)."
-                );
+                let message = format!("Response payload size exceeded maximum allowed payload size ({limit} bytes).");
                 (
                     InvokeStatus::Error,
                     error_body("Function.ResponseSizeTooLarge", &message),
@@ -637,8 +617,7 @@ impl Worker {
                 )
             }
             Attempt::Exited(exit) => {
-                let (error_type, body) =
-                    exit_error(&request.request_id, exit, slot.control.out_of_memory());
+                let (error_type, body) = exit_error(&request.request_id, exit, slot.control.out_of_memory());
                 (InvokeStatus::Error, body, Some(error_type), false)
             }
             Attempt::TimedOut => {
@@ -668,10 +647,7 @@ impl Worker {
                 ),
             });
         }
-        let memory_used_mb = slot
-            .control
-            .memory_peak_bytes()
-            .map_or(0, |b| b.div_ceil(1024 * 1024));
+        let memory_used_mb = slot.control.memory_peak_bytes().map_or(0, |b| b.div_ceil(1024 * 1024));
         let billed_duration_ms = duration_ms.ceil() as u64;
         log_lines.push(LogLine {
             timestamp_ms: logs::now_ms(),

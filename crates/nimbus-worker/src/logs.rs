@@ -87,9 +87,7 @@ impl Buffer {
             self.truncated = true;
             self.lines.push(LogLine {
                 timestamp_ms,
-                message: format!(
-                    "[nimbus] output over {MAX_LOG_BYTES_PER_INVOCATION} bytes was dropped"
-                ),
+                message: format!("[nimbus] output over {MAX_LOG_BYTES_PER_INVOCATION} bytes was dropped"),
             });
         }
     }
@@ -117,10 +115,7 @@ fn drain(receiver: &pipe::Receiver, buffer: &Mutex<Buffer>) -> bool {
     loop {
         match receiver.try_read(&mut chunk) {
             Ok(0) => return false,
-            Ok(n) => buffer
-                .lock()
-                .expect("log buffer lock")
-                .push_chunk(&chunk[..n]),
+            Ok(n) => buffer.lock().expect("log buffer lock").push_chunk(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
             Err(_) => return false,
         }
@@ -191,7 +186,11 @@ pub fn end_line(request_id: &str) -> String {
 pub fn report_line(report: &Report<'_>) -> String {
     let mut line = format!(
         "REPORT RequestId: {}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
-        report.request_id, report.duration_ms, report.billed_duration_ms, report.memory_size_mb, report.max_memory_used_mb
+        report.request_id,
+        report.duration_ms,
+        report.billed_duration_ms,
+        report.memory_size_mb,
+        report.max_memory_used_mb
     );
     if let Some(init) = report.init_duration_ms {
         line.push_str(&format!("\tInit Duration: {init:.2} ms"));

@@ -100,7 +100,11 @@ async fn put(api: &ApiClient, json: bool, args: PutAliasArgs) -> anyhow::Result<
     let alias = response.json_body()?;
     if !json {
         // Both subcommands send the same PUT, and only the status shows whether the alias existed.
-        let action = if response.status == StatusCode::CREATED { "created" } else { "updated" };
+        let action = if response.status == StatusCode::CREATED {
+            "created"
+        } else {
+            "updated"
+        };
         println!("{action} alias {} of function {}", args.alias, args.function);
     }
     print_alias(json, alias);
@@ -151,7 +155,9 @@ fn parse_routing_weight(argument: &str) -> Result<(String, f64), String> {
     }
     match weight.trim().parse::<f64>() {
         Ok(weight) if weight.is_finite() => Ok((version.to_string(), weight)),
-        _ => Err(format!("'{argument}' has weight '{weight}', which is not a number; {expected}")),
+        _ => Err(format!(
+            "'{argument}' has weight '{weight}', which is not a number; {expected}"
+        )),
     }
 }
 
@@ -176,7 +182,10 @@ mod tests {
         for (argument, expected) in cases {
             let error = parse_routing_weight(argument).unwrap_err();
             assert!(error.starts_with(expected), "{error}");
-            assert!(error.ends_with("use VERSION=WEIGHT with a weight from 0 to 1, for example 2=0.1"), "{error}");
+            assert!(
+                error.ends_with("use VERSION=WEIGHT with a weight from 0 to 1, for example 2=0.1"),
+                "{error}"
+            );
         }
     }
 }

@@ -35,9 +35,12 @@ pub struct ApiResponse {
 impl ApiResponse {
     /// Returns the JSON body, or an error if the server sent none.
     pub fn json_body(&self) -> anyhow::Result<&Value> {
-        self.body
-            .as_ref()
-            .with_context(|| format!("server returned HTTP {} without a body; expected a JSON object", self.status))
+        self.body.as_ref().with_context(|| {
+            format!(
+                "server returned HTTP {} without a body; expected a JSON object",
+                self.status
+            )
+        })
     }
 }
 
@@ -59,17 +62,30 @@ impl ApiError {
     fn from_response(status: StatusCode, body: &[u8]) -> ApiError {
         let text = String::from_utf8_lossy(body).into_owned();
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
-        let field =
-            |name: &str| parsed.as_ref().and_then(|value| value.get(name)).and_then(Value::as_str).map(str::to_string);
+        let field = |name: &str| {
+            parsed
+                .as_ref()
+                .and_then(|value| value.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         let message = field("message").unwrap_or_else(|| {
             let quoted = text.trim();
             if quoted.is_empty() {
                 format!("server returned HTTP {status} without an error message")
             } else {
-                format!("server returned HTTP {status}: {}", truncate(quoted, MAX_QUOTED_BODY_CHARS))
+                format!(
+                    "server returned HTTP {status}: {}",
+                    truncate(quoted, MAX_QUOTED_BODY_CHARS)
+                )
             }
         });
-        ApiError { status, error_type: field("type"), message, body: text }
+        ApiError {
+            status,
+            error_type: field("type"),
+            message,
+            body: text,
+        }
     }
 
     /// Returns the body to print with `--json`: pretty-printed if it is JSON, else as received.
@@ -118,7 +134,11 @@ impl ApiClient {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .context("failed to set up the HTTP client")?;
-        Ok(ApiClient { http, endpoint, authorization })
+        Ok(ApiClient {
+            http,
+            endpoint,
+            authorization,
+        })
     }
 
     pub async fn get(&self, path: &[&str], query: &[(&str, String)]) -> anyhow::Result<ApiResponse> {
@@ -159,9 +179,15 @@ impl ApiClient {
             RequestBody::Zip(bytes) => request.header(CONTENT_TYPE, "application/zip").body(bytes),
         };
 
-        let response = request.send().await.map_err(|error| self.describe_send_error(&method, &url, error))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|error| self.describe_send_error(&method, &url, error))?;
         let status = response.status();
-        let bytes = response.bytes().await.with_context(|| format!("failed to read the response to {method} {url}"))?;
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("failed to read the response to {method} {url}"))?;
 
         if status.is_client_error() || status.is_server_error() {
             return Err(ApiError::from_response(status, &bytes).into());
@@ -176,7 +202,10 @@ impl ApiClient {
                 truncate(text.trim(), MAX_QUOTED_BODY_CHARS)
             )
         })?;
-        Ok(ApiResponse { status, body: Some(body) })
+        Ok(ApiResponse {
+            status,
+            body: Some(body),
+        })
     }
 
     /// Sends a request with raw bytes and extra headers and returns the raw response,
@@ -199,10 +228,16 @@ impl ApiClient {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let response = request.send().await.map_err(|error| self.describe_send_error(&method, &url, error))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|error| self.describe_send_error(&method, &url, error))?;
         let status = response.status();
         let response_headers = response.headers().clone();
-        let bytes = response.bytes().await.with_context(|| format!("failed to read the response to {method} {url}"))?;
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("failed to read the response to {method} {url}"))?;
         if status.is_client_error() || status.is_server_error() {
             return Err(ApiError::from_response(status, &bytes).into());
         }
@@ -288,7 +323,10 @@ fn resolve_api_key(argument: Option<&str>) -> anyhow::Result<String> {
     let path = data_dir.join(API_KEY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) if text.trim().is_empty() => {
-            bail!("API key file {} is empty; pass --api-key or set NIMBUS_API_KEY", path.display())
+            bail!(
+                "API key file {} is empty; pass --api-key or set NIMBUS_API_KEY",
+                path.display()
+            )
         }
         Ok(text) => Ok(text.trim().to_string()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
@@ -312,7 +350,9 @@ mod tests {
     use super::*;
 
     fn url(endpoint: &str, path: &[&str], query: &[(&str, String)]) -> String {
-        build_url(&parse_endpoint(endpoint).unwrap(), path, query).unwrap().to_string()
+        build_url(&parse_endpoint(endpoint).unwrap(), path, query)
+            .unwrap()
+            .to_string()
     }
 
     #[test]
@@ -328,13 +368,22 @@ mod tests {
 
     #[test]
     fn url_encodes_slash_inside_segment() {
-        assert_eq!(url("http://h:1", &["functions", "a/b"], &[]), "http://h:1/functions/a%2Fb");
+        assert_eq!(
+            url("http://h:1", &["functions", "a/b"], &[]),
+            "http://h:1/functions/a%2Fb"
+        );
     }
 
     #[test]
     fn url_keeps_endpoint_prefix() {
-        assert_eq!(url("http://h:1/nimbus/", &["functions"], &[]), "http://h:1/nimbus/functions");
-        assert_eq!(url("http://h:1/nimbus", &["functions"], &[]), "http://h:1/nimbus/functions");
+        assert_eq!(
+            url("http://h:1/nimbus/", &["functions"], &[]),
+            "http://h:1/nimbus/functions"
+        );
+        assert_eq!(
+            url("http://h:1/nimbus", &["functions"], &[]),
+            "http://h:1/nimbus/functions"
+        );
     }
 
     #[test]
@@ -351,7 +400,10 @@ mod tests {
         let endpoint = parse_endpoint("http://h:1").unwrap();
         for segment in [".", ".."] {
             let error = build_url(&endpoint, &["code-objects", "b", segment], &[]).unwrap_err();
-            assert!(error.to_string().contains(&format!("'{segment}' cannot be sent")), "{error}");
+            assert!(
+                error.to_string().contains(&format!("'{segment}' cannot be sent")),
+                "{error}"
+            );
         }
     }
 
@@ -367,20 +419,29 @@ mod tests {
     fn api_error_from_json_body() {
         let body = br#"{"type":"ResourceNotFoundException","message":"function 'x' not found"}"#;
         let error = ApiError::from_response(StatusCode::NOT_FOUND, body);
-        assert_eq!(error.to_string(), "function 'x' not found (ResourceNotFoundException, HTTP 404)");
+        assert_eq!(
+            error.to_string(),
+            "function 'x' not found (ResourceNotFoundException, HTTP 404)"
+        );
     }
 
     #[test]
     fn api_error_from_text_body() {
         let error = ApiError::from_response(StatusCode::PAYLOAD_TOO_LARGE, b"length limit exceeded");
-        assert_eq!(error.to_string(), "server returned HTTP 413 Payload Too Large: length limit exceeded (HTTP 413)");
+        assert_eq!(
+            error.to_string(),
+            "server returned HTTP 413 Payload Too Large: length limit exceeded (HTTP 413)"
+        );
         assert_eq!(error.body_for_output(), "length limit exceeded");
     }
 
     #[test]
     fn api_error_from_empty_body() {
         let error = ApiError::from_response(StatusCode::BAD_GATEWAY, b"");
-        assert_eq!(error.to_string(), "server returned HTTP 502 Bad Gateway without an error message (HTTP 502)");
+        assert_eq!(
+            error.to_string(),
+            "server returned HTTP 502 Bad Gateway without an error message (HTTP 502)"
+        );
     }
 
     #[test]

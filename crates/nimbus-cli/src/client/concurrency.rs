@@ -33,7 +33,9 @@ pub async fn run(api: &ApiClient, json: bool, command: ConcurrencyCommand) -> an
     match command {
         ConcurrencyCommand::Set { function, executions } => {
             let body = json!({ "reserved_concurrent_executions": executions });
-            let response = api.put(&["functions", &function, "concurrency"], RequestBody::Json(body)).await?;
+            let response = api
+                .put(&["functions", &function, "concurrency"], RequestBody::Json(body))
+                .await?;
             print_concurrency(json, response.json_body()?);
         }
         ConcurrencyCommand::Get { function } => {

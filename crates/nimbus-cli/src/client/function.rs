@@ -177,7 +177,10 @@ impl SettingsArgs {
         insert_some(body, "tracing_mode", &self.tracing_mode);
         insert_some(body, "dead_letter_queue", &self.dead_letter_queue);
         if !self.env.is_empty() {
-            body.insert("environment".into(), json!({ "variables": environment_variables(&self.env)? }));
+            body.insert(
+                "environment".into(),
+                json!({ "variables": environment_variables(&self.env)? }),
+            );
         }
         if !self.layers.is_empty() {
             body.insert("layers".into(), json!(self.layers));
@@ -264,9 +267,15 @@ pub async fn run(api: &ApiClient, json: bool, command: FunctionCommand) -> anyho
             if publish {
                 body.insert("publish".into(), Value::Bool(true));
             }
-            let response = api.put(&["functions", &name, "code"], RequestBody::Json(Value::Object(body))).await?;
+            let response = api
+                .put(&["functions", &name, "code"], RequestBody::Json(Value::Object(body)))
+                .await?;
             let configuration = response.json_body()?;
-            let published = if publish { published_version(configuration) } else { None };
+            let published = if publish {
+                published_version(configuration)
+            } else {
+                None
+            };
             print_configuration(json, configuration, published);
             Ok(())
         }
@@ -276,7 +285,9 @@ pub async fn run(api: &ApiClient, json: bool, command: FunctionCommand) -> anyho
                 Some(description) => json!({ "description": description }),
                 None => json!({}),
             };
-            let response = api.post(&["functions", &name, "versions"], RequestBody::Json(body)).await?;
+            let response = api
+                .post(&["functions", &name, "versions"], RequestBody::Json(body))
+                .await?;
             let configuration = response.json_body()?;
             print_configuration(json, configuration, published_version(configuration));
             Ok(())
@@ -310,9 +321,15 @@ async fn create(api: &ApiClient, json: bool, args: CreateArgs) -> anyhow::Result
         body.insert("publish".into(), Value::Bool(true));
     }
 
-    let response = api.put(&["functions", &args.name], RequestBody::Json(Value::Object(body))).await?;
+    let response = api
+        .put(&["functions", &args.name], RequestBody::Json(Value::Object(body)))
+        .await?;
     let configuration = response.json_body()?;
-    let published = if args.publish { published_version(configuration) } else { None };
+    let published = if args.publish {
+        published_version(configuration)
+    } else {
+        None
+    };
     print_configuration(json, configuration, published);
     Ok(())
 }
@@ -330,16 +347,27 @@ async fn update_config(api: &ApiClient, json: bool, args: UpdateConfigArgs) -> a
         body.insert("layers".into(), json!([]));
     }
     if args.clear_vpc_config {
-        body.insert("vpc_config".into(), json!({ "subnet_ids": [], "security_group_ids": [] }));
+        body.insert(
+            "vpc_config".into(),
+            json!({ "subnet_ids": [], "security_group_ids": [] }),
+        );
     }
     if args.clear_dead_letter_queue {
         body.insert("dead_letter_queue".into(), json!(""));
     }
     if body.is_empty() {
-        bail!("nothing to update for function {}; pass at least one setting, for example --memory-size 256", args.name);
+        bail!(
+            "nothing to update for function {}; pass at least one setting, for example --memory-size 256",
+            args.name
+        );
     }
 
-    let response = api.put(&["functions", &args.name, "configuration"], RequestBody::Json(Value::Object(body))).await?;
+    let response = api
+        .put(
+            &["functions", &args.name, "configuration"],
+            RequestBody::Json(Value::Object(body)),
+        )
+        .await?;
     print_configuration(json, response.json_body()?, None);
     Ok(())
 }
@@ -364,7 +392,10 @@ async fn list(api: &ApiClient, json: bool, page: PageArgs) -> anyhow::Result<()>
             ]
         })
         .collect();
-    output::print_table(&["NAME", "RUNTIME", "MEMORY", "TIMEOUT", "STATE", "LAST_MODIFIED"], &rows);
+    output::print_table(
+        &["NAME", "RUNTIME", "MEMORY", "TIMEOUT", "STATE", "LAST_MODIFIED"],
+        &rows,
+    );
     listing.print_next_marker_hint();
     Ok(())
 }
@@ -407,7 +438,11 @@ fn print_configuration(json: bool, configuration: &Value, published: Option<Stri
 
 /// Returns the version number of a configuration, or `None` for $LATEST.
 fn published_version(configuration: &Value) -> Option<String> {
-    configuration.get("version").and_then(Value::as_str).filter(|version| *version != "$LATEST").map(str::to_string)
+    configuration
+        .get("version")
+        .and_then(Value::as_str)
+        .filter(|version| *version != "$LATEST")
+        .map(str::to_string)
 }
 
 fn with_unit(object: &Value, key: &str, unit: &str) -> String {
@@ -437,11 +472,13 @@ fn environment_variables(pairs: &[(String, String)]) -> anyhow::Result<BTreeMap<
 /// Parses a `--env KEY=VALUE` argument. The value may contain '=' and may be empty.
 fn parse_env_var(argument: &str) -> Result<(String, String), String> {
     match argument.split_once('=') {
-        Some((key, _)) if key.is_empty() => {
-            Err(format!("'{argument}' has no variable name before '='; use KEY=VALUE, for example LOG_LEVEL=debug"))
-        }
+        Some((key, _)) if key.is_empty() => Err(format!(
+            "'{argument}' has no variable name before '='; use KEY=VALUE, for example LOG_LEVEL=debug"
+        )),
         Some((key, value)) => Ok((key.to_string(), value.to_string())),
-        None => Err(format!("'{argument}' has no '='; use KEY=VALUE, for example LOG_LEVEL=debug")),
+        None => Err(format!(
+            "'{argument}' has no '='; use KEY=VALUE, for example LOG_LEVEL=debug"
+        )),
     }
 }
 
@@ -462,7 +499,9 @@ mod tests {
     }
 
     fn create_body(arguments: &[&str]) -> Value {
-        let FunctionCommand::Create(args) = parse(arguments).unwrap() else { panic!("not create") };
+        let FunctionCommand::Create(args) = parse(arguments).unwrap() else {
+            panic!("not create")
+        };
         let mut body = Map::new();
         args.settings.insert_into(&mut body).unwrap();
         Value::Object(body)
@@ -519,14 +558,28 @@ mod tests {
 
     #[test]
     fn duplicate_env_key_rejected() {
-        let FunctionCommand::Create(args) =
-            parse(&["create", "f", "--runtime", "r", "--handler", "h", "--code", "x", "--env", "A=1", "--env", "A=2"])
-                .unwrap()
-        else {
+        let FunctionCommand::Create(args) = parse(&[
+            "create",
+            "f",
+            "--runtime",
+            "r",
+            "--handler",
+            "h",
+            "--code",
+            "x",
+            "--env",
+            "A=1",
+            "--env",
+            "A=2",
+        ])
+        .unwrap() else {
             panic!("not create")
         };
         let error = args.settings.insert_into(&mut Map::new()).unwrap_err();
-        assert_eq!(error.to_string(), "environment variable A is given twice with --env; give each variable once");
+        assert_eq!(
+            error.to_string(),
+            "environment variable A is given twice with --env; give each variable once"
+        );
     }
 
     #[test]
@@ -563,10 +616,17 @@ mod tests {
 
     #[test]
     fn s3_location_fields() {
-        let FunctionCommand::UpdateCode { code, .. } =
-            parse(&["update-code", "f", "--s3-bucket", "b", "--s3-key", "dir/k.zip", "--s3-object-version", "v1"])
-                .unwrap()
-        else {
+        let FunctionCommand::UpdateCode { code, .. } = parse(&[
+            "update-code",
+            "f",
+            "--s3-bucket",
+            "b",
+            "--s3-key",
+            "dir/k.zip",
+            "--s3-object-version",
+            "v1",
+        ])
+        .unwrap() else {
             panic!("not update-code")
         };
         assert_eq!(

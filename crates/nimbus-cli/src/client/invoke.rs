@@ -56,8 +56,12 @@ fn read_payload(payload: Option<&str>) -> anyhow::Result<Vec<u8>> {
             .with_context(|| format!("failed to read the payload file '{}'", &path[1..]))?,
         Some(text) => text.to_string(),
     };
-    serde_json::from_str::<Value>(&text)
-        .with_context(|| format!("payload is not valid JSON: '{}'; pass a JSON document such as '{{\"name\": \"x\"}}'", text.trim()))?;
+    serde_json::from_str::<Value>(&text).with_context(|| {
+        format!(
+            "payload is not valid JSON: '{}'; pass a JSON document such as '{{\"name\": \"x\"}}'",
+            text.trim()
+        )
+    })?;
     Ok(text.into_bytes())
 }
 
@@ -78,13 +82,28 @@ pub async fn invoke(api: &ApiClient, json: bool, args: InvokeArgs) -> anyhow::Re
     if let Some(context) = &args.client_context {
         serde_json::from_str::<Value>(context)
             .with_context(|| format!("client context is not valid JSON: '{context}'"))?;
-        headers.push(("x-client-context", base64::engine::general_purpose::STANDARD.encode(context)));
+        headers.push((
+            "x-client-context",
+            base64::engine::general_purpose::STANDARD.encode(context),
+        ));
     }
     let query: Vec<(&str, String)> = args.qualifier.iter().map(|q| ("qualifier", q.clone())).collect();
 
-    let (status, response_headers, body) =
-        api.send_raw(Method::POST, &["functions", &args.name, "invocations"], &query, &headers, payload).await?;
-    let header = |name: &str| response_headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (status, response_headers, body) = api
+        .send_raw(
+            Method::POST,
+            &["functions", &args.name, "invocations"],
+            &query,
+            &headers,
+            payload,
+        )
+        .await?;
+    let header = |name: &str| {
+        response_headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let request_id = header("x-request-id").unwrap_or_default();
 
     if status.as_u16() == 202 {
@@ -100,7 +119,9 @@ pub async fn invoke(api: &ApiClient, json: bool, args: InvokeArgs) -> anyhow::Re
         return Ok(());
     }
     if let Some(tail) = header("x-log-result") {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(tail).unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(tail)
+            .unwrap_or_default();
         eprint!("{}", String::from_utf8_lossy(&decoded));
     }
     let mut stdout = std::io::stdout();
@@ -110,7 +131,10 @@ pub async fn invoke(api: &ApiClient, json: bool, args: InvokeArgs) -> anyhow::Re
     }
     if let Some(kind) = header("x-function-error") {
         let version = header("x-executed-version").unwrap_or_default();
-        anyhow::bail!("function {} (version {version}) failed with an {kind} error; request id {request_id}", args.name);
+        anyhow::bail!(
+            "function {} (version {version}) failed with an {kind} error; request id {request_id}",
+            args.name
+        );
     }
     Ok(())
 }
@@ -136,7 +160,10 @@ pub async fn logs(api: &ApiClient, json: bool, args: LogsArgs) -> anyhow::Result
     }
     if let Some(since) = &args.since {
         let start = std::time::SystemTime::now() - parse_since(since)?;
-        let start_ms = start.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+        let start_ms = start
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
         query.push(("start_time", start_ms.to_string()));
     }
     let mut after: Option<i64> = None;
@@ -152,7 +179,11 @@ pub async fn logs(api: &ApiClient, json: bool, args: LogsArgs) -> anyhow::Result
             if json {
                 println!("{event}");
             } else {
-                println!("{} {}", event["timestamp"].as_str().unwrap_or(""), event["message"].as_str().unwrap_or(""));
+                println!(
+                    "{} {}",
+                    event["timestamp"].as_str().unwrap_or(""),
+                    event["message"].as_str().unwrap_or("")
+                );
             }
         }
         after = body["next_sequence"].as_i64().or(after);

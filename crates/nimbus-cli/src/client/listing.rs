@@ -30,7 +30,11 @@ pub struct Listing {
 
 impl Listing {
     pub fn items(&self) -> &[Value] {
-        self.body.get(self.field).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+        self.body
+            .get(self.field)
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     /// Prints to stderr the `--marker` option that fetches the next page, if there is one.
@@ -70,10 +74,18 @@ pub async fn fetch_pages(
         let next_marker = body.get("next_marker").and_then(Value::as_str).map(str::to_string);
 
         if page.max_items.is_some() {
-            return Ok(Listing { body: body.clone(), field, next_marker });
+            return Ok(Listing {
+                body: body.clone(),
+                field,
+                next_marker,
+            });
         }
         if first_page && next_marker.is_none() {
-            return Ok(Listing { body: body.clone(), field, next_marker: None });
+            return Ok(Listing {
+                body: body.clone(),
+                field,
+                next_marker: None,
+            });
         }
         first_page = false;
         items.extend(page_items.iter().cloned());
@@ -86,5 +98,9 @@ pub async fn fetch_pages(
         marker = Some(next_marker);
     }
     let body = json!({ field: items, "next_marker": null });
-    Ok(Listing { body, field, next_marker: None })
+    Ok(Listing {
+        body,
+        field,
+        next_marker: None,
+    })
 }

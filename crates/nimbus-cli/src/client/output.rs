@@ -35,7 +35,10 @@ pub const FUNCTION_FIELDS: &[&str] = &[
 pub const ALIAS_FIELDS: &[&str] = &["name", "alias_arn", "function_version", "routing_config", "description"];
 
 pub fn print_json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("a serde_json::Value always serializes"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("a serde_json::Value always serializes")
+    );
 }
 
 /// Prints `key: value` lines with all values starting in one column. A value with
@@ -106,7 +109,11 @@ fn flatten_into(prefix: &str, value: &Value, fields: &mut Vec<(String, String)>)
     match value {
         Value::Object(map) if !map.is_empty() => {
             for (key, nested) in sorted_entries(map) {
-                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
                 flatten_into(&path, nested, fields);
             }
         }
@@ -173,7 +180,10 @@ fn render_map_inline(map: &Map<String, Value>) -> String {
 
 /// Renders an alias's routing_config as `VERSION=WEIGHT` pairs, or `-` without any.
 pub fn render_weights(routing_config: &Value) -> String {
-    match routing_config.get("additional_version_weights").and_then(Value::as_object) {
+    match routing_config
+        .get("additional_version_weights")
+        .and_then(Value::as_object)
+    {
         Some(weights) if !weights.is_empty() => {
             let pairs: Vec<String> = sorted_entries(weights)
                 .into_iter()
@@ -202,7 +212,15 @@ fn escape_control(text: &str) -> String {
     if !text.chars().any(char::is_control) {
         return text.to_string();
     }
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

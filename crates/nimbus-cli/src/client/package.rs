@@ -19,7 +19,10 @@ pub fn read_package(path: &Path) -> anyhow::Result<Vec<u8>> {
     let metadata = match fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            bail!("code path '{}' not found; pass a directory or a .zip file", path.display())
+            bail!(
+                "code path '{}' not found; pass a directory or a .zip file",
+                path.display()
+            )
         }
         Err(error) => return Err(error).with_context(|| format!("failed to read code path '{}'", path.display())),
     };
@@ -52,13 +55,21 @@ pub fn zip_directory(root: &Path) -> anyhow::Result<Vec<u8>> {
         .compression_method(CompressionMethod::Deflated)
         .last_modified_time(DateTime::default());
 
-    let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().min_depth(1);
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1);
     for entry in walker {
         let entry = entry.with_context(|| format!("failed to read code directory '{}'", root.display()))?;
-        let relative = entry.path().strip_prefix(root).expect("walkdir yields paths under its root");
+        let relative = entry
+            .path()
+            .strip_prefix(root)
+            .expect("walkdir yields paths under its root");
         let name = entry_name(relative)?;
-        let metadata =
-            entry.path().symlink_metadata().with_context(|| format!("failed to read '{}'", entry.path().display()))?;
+        let metadata = entry
+            .path()
+            .symlink_metadata()
+            .with_context(|| format!("failed to read '{}'", entry.path().display()))?;
         let options = base_options.unix_permissions(unix_mode(&metadata));
         let file_type = metadata.file_type();
 
@@ -88,10 +99,16 @@ fn entry_name(relative: &Path) -> anyhow::Result<String> {
     let mut parts = Vec::new();
     for component in relative.components() {
         let Component::Normal(part) = component else {
-            bail!("'{}' is not a plain relative path inside the code directory", relative.display());
+            bail!(
+                "'{}' is not a plain relative path inside the code directory",
+                relative.display()
+            );
         };
         let Some(part) = part.to_str() else {
-            bail!("file name '{}' is not valid UTF-8, which zip entry names require; rename it", relative.display());
+            bail!(
+                "file name '{}' is not valid UTF-8, which zip entry names require; rename it",
+                relative.display()
+            );
         };
         parts.push(part);
     }
@@ -140,7 +157,10 @@ fn symlink_target(root: &Path, canonical_root: &Path, link: &Path, relative: &Pa
         relative_path(&link_dir, &component_strings(inside)?)
     } else {
         target.to_str().map(str::to_string).with_context(|| {
-            format!("symlink '{}' has a target that is not valid UTF-8; fix or remove the link", relative.display())
+            format!(
+                "symlink '{}' has a target that is not valid UTF-8; fix or remove the link",
+                relative.display()
+            )
         })?
     };
 
@@ -241,7 +261,10 @@ mod tests {
         write(&dir.path().join("a/inner.py"), "inner");
         write(&dir.path().join("c.txt"), "c");
 
-        let names: Vec<String> = entries(&zip_directory(dir.path()).unwrap()).into_iter().map(|e| e.0).collect();
+        let names: Vec<String> = entries(&zip_directory(dir.path()).unwrap())
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
         assert_eq!(names, ["a/", "a/inner.py", "b.py", "c.txt"]);
     }
 
@@ -310,8 +333,11 @@ mod tests {
 
         let outside = tempfile::tempdir().unwrap();
         write(&outside.path().join("secret.txt"), "s");
-        let cases =
-            [outside.path().join("secret.txt"), PathBuf::from("../../secret.txt"), PathBuf::from("/etc/passwd")];
+        let cases = [
+            outside.path().join("secret.txt"),
+            PathBuf::from("../../secret.txt"),
+            PathBuf::from("/etc/passwd"),
+        ];
         for target in cases {
             let dir = tempfile::tempdir().unwrap();
             write(&dir.path().join("lib/util.py"), "X = 1");
@@ -363,13 +389,19 @@ mod tests {
         let path = dir.path().join("app.py");
         fs::write(&path, "def handler(e, c): pass").unwrap();
         let error = read_package(&path).unwrap_err().to_string();
-        assert!(error.contains(&format!("code path '{}' is not a zip file", path.display())), "{error}");
+        assert!(
+            error.contains(&format!("code path '{}' is not a zip file", path.display())),
+            "{error}"
+        );
     }
 
     #[test]
     fn missing_path_named() {
         let error = read_package(Path::new("/nonexistent/code")).unwrap_err().to_string();
-        assert_eq!(error, "code path '/nonexistent/code' not found; pass a directory or a .zip file");
+        assert_eq!(
+            error,
+            "code path '/nonexistent/code' not found; pass a directory or a .zip file"
+        );
     }
 
     #[test]

@@ -99,7 +99,14 @@ impl Server {
             .position(|a| *a == "--api-key")
             .map(|i| args[i + 1].to_string())
             .unwrap_or_default();
-        Server { url, api_key, data_dir: data_dir.to_path_buf(), child, log, _temp: None }
+        Server {
+            url,
+            api_key,
+            data_dir: data_dir.to_path_buf(),
+            child,
+            log,
+            _temp: None,
+        }
     }
 
     pub fn stop(mut self) {
@@ -110,9 +117,21 @@ impl Server {
     /// Stops the server with SIGTERM, so that it destroys its execution slots, and
     /// kills it if it has not exited within 10 s.
     pub fn stop_gracefully(mut self) {
+        self.terminate(Duration::from_secs(10));
+    }
+
+    /// Sends SIGTERM so the server destroys its slots and their cgroups, and kills
+    /// it if it has not exited within `grace`.
+    fn terminate(&mut self, grace: Duration) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let pid = self.child.id().to_string();
-        let signalled = Command::new("kill").args(["-TERM", &pid]).status().is_ok_and(|status| status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let signalled = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|status| status.success());
+        let deadline = Instant::now() + grace;
         while signalled && Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
@@ -142,21 +161,25 @@ impl Server {
             .find(|line| line.contains("runtimes offered"))
             .unwrap_or_else(|| panic!("the server logged no 'runtimes offered' line:\n{}", lines.join("\n")));
         let list = line.split_once("runtimes=").map_or("", |(_, list)| list);
-        list.split(", ").filter_map(|entry| entry.split_whitespace().next()).map(str::to_string).collect()
+        list.split(", ")
+            .filter_map(|entry| entry.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
     }
 
     /// A `nimbus` client command pointed at this server.
     pub fn cli(&self) -> Command {
         let mut command = Command::new(nimbus_binary());
-        command.env("NIMBUS_ENDPOINT", &self.url).env("NIMBUS_API_KEY", &self.api_key);
+        command
+            .env("NIMBUS_ENDPOINT", &self.url)
+            .env("NIMBUS_API_KEY", &self.api_key);
         command
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.terminate(Duration::from_secs(2));
     }
 }
 
@@ -187,7 +210,11 @@ pub struct Api {
 impl Server {
     /// Returns an API client that sends this server's key.
     pub fn api(&self) -> Api {
-        Api { http: reqwest::Client::new(), url: self.url.clone(), key: self.api_key.clone() }
+        Api {
+            http: reqwest::Client::new(),
+            url: self.url.clone(),
+            key: self.api_key.clone(),
+        }
     }
 }
 
@@ -195,7 +222,11 @@ impl Api {
     /// Returns this client with another API key. With "", it sends no Authorization
     /// header.
     pub fn with_key(&self, key: &str) -> Api {
-        Api { http: self.http.clone(), url: self.url.clone(), key: key.to_string() }
+        Api {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            key: key.to_string(),
+        }
     }
 
     /// Sends a request with an optional raw body and Content-Type.
@@ -226,7 +257,10 @@ impl Api {
             serde_json::Value::Null
         } else {
             serde_json::from_slice(&bytes).unwrap_or_else(|error| {
-                panic!("{method} {path} returned {status} with a body that is not JSON ({error}): {}", String::from_utf8_lossy(&bytes))
+                panic!(
+                    "{method} {path} returned {status} with a body that is not JSON ({error}): {}",
+                    String::from_utf8_lossy(&bytes)
+                )
             })
         };
         Reply { status, body }
@@ -261,8 +295,13 @@ impl Api {
 
     /// Uploads a zip with `PUT /code-objects/{bucket}/{key}`.
     pub async fn put_object(&self, bucket: &str, key: &str, zip: Vec<u8>) -> Reply {
-        self.send_raw(reqwest::Method::PUT, &format!("/code-objects/{bucket}/{key}"), Some("application/zip"), Some(zip))
-            .await
+        self.send_raw(
+            reqwest::Method::PUT,
+            &format!("/code-objects/{bucket}/{key}"),
+            Some("application/zip"),
+            Some(zip),
+        )
+        .await
     }
 }
 
@@ -291,10 +330,16 @@ pub fn zip_dir(root: &Path) -> Vec<u8> {
         if !entry.file_type().is_file() {
             continue;
         }
-        let name = entry.path().strip_prefix(root).expect("walked paths are under the root").to_string_lossy().into_owned();
+        let name = entry
+            .path()
+            .strip_prefix(root)
+            .expect("walked paths are under the root")
+            .to_string_lossy()
+            .into_owned();
         let mode = entry.metadata().expect("stat a file to zip").permissions().mode() & 0o777;
         let options = zip::write::SimpleFileOptions::default().unix_permissions(mode);
-        let contents = std::fs::read(entry.path()).unwrap_or_else(|error| panic!("read {}: {error}", entry.path().display()));
+        let contents =
+            std::fs::read(entry.path()).unwrap_or_else(|error| panic!("read {}: {error}", entry.path().display()));
         writer.start_file(name, options).expect("start a zip entry");
         writer.write_all(&contents).expect("write a zip entry");
     }

@@ -75,7 +75,9 @@ pub struct RuntimeApiLimits {
 
 impl Default for RuntimeApiLimits {
     fn default() -> Self {
-        RuntimeApiLimits { max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES }
+        RuntimeApiLimits {
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
     }
 }
 
@@ -100,7 +102,9 @@ impl Drop for ServerHandle {
 
 impl std::fmt::Debug for RuntimeApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuntimeApi").field("local_addr", &self.handle.local_addr).finish_non_exhaustive()
+        f.debug_struct("RuntimeApi")
+            .field("local_addr", &self.handle.local_addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -115,7 +119,9 @@ impl RuntimeApi {
     /// delayed ACK arrives, which takes 40 ms or more on Linux.
     pub fn serve(listener: std::net::TcpListener, limits: RuntimeApiLimits) -> std::io::Result<RuntimeApi> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|error| {
-            std::io::Error::other(format!("RuntimeApi::serve must be called inside a Tokio runtime: {error}"))
+            std::io::Error::other(format!(
+                "RuntimeApi::serve must be called inside a Tokio runtime: {error}"
+            ))
         })?;
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
@@ -137,7 +143,9 @@ impl RuntimeApi {
         });
         tracing::debug!(%local_addr, "Runtime API listening");
 
-        Ok(RuntimeApi { handle: Arc::new(ServerHandle { slot, local_addr }) })
+        Ok(RuntimeApi {
+            handle: Arc::new(ServerHandle { slot, local_addr }),
+        })
     }
 
     /// Returns the address the server listens on.

@@ -29,7 +29,10 @@ const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json
 pub(crate) fn router(slot: Arc<Slot>) -> Router {
     Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
-        .route("/2018-06-01/runtime/invocation/{request_id}/response", post(post_response))
+        .route(
+            "/2018-06-01/runtime/invocation/{request_id}/response",
+            post(post_response),
+        )
         .route("/2018-06-01/runtime/invocation/{request_id}/error", post(post_error))
         .route("/2018-06-01/runtime/init/error", post(post_init_error))
         .with_state(slot)
@@ -83,8 +86,14 @@ fn event_response(invocation: Invocation) -> Response {
 /// sent as headers they can only be whitespace between tokens, because JSON strings must
 /// escape them.
 fn header_value(value: String) -> HeaderValue {
-    let is_valid = value.bytes().all(|byte| byte == b'\t' || (byte >= 0x20 && byte != 0x7f));
-    let value = if is_valid { value } else { value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect() };
+    let is_valid = value
+        .bytes()
+        .all(|byte| byte == b'\t' || (byte >= 0x20 && byte != 0x7f));
+    let value = if is_valid {
+        value
+    } else {
+        value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    };
     // Only the bytes checked above make `from_maybe_shared` fail, so the fallback is unused.
     HeaderValue::from_maybe_shared(Bytes::from(value)).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -94,8 +103,10 @@ async fn post_response(State(slot): State<Arc<Slot>>, Path(request_id): Path<Str
 }
 
 async fn post_error(State(slot): State<Arc<Slot>>, Path(request_id): Path<String>, request: Request) -> Response {
-    receive_result(&slot, &request_id, request, |body, error_type| InvokeOutcome::FunctionError { error_type, body })
-        .await
+    receive_result(&slot, &request_id, request, |body, error_type| {
+        InvokeOutcome::FunctionError { error_type, body }
+    })
+    .await
 }
 
 /// Reads a `/response` or `/error` post and, if it is for the running event, resolves that
@@ -173,7 +184,10 @@ fn accepted() -> Response {
 }
 
 fn invalid_request_id() -> Response {
-    json_response(StatusCode::BAD_REQUEST, r#"{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}"#)
+    json_response(
+        StatusCode::BAD_REQUEST,
+        r#"{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}"#,
+    )
 }
 
 fn payload_too_large(limit: usize) -> Response {

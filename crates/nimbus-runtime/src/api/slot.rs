@@ -96,7 +96,11 @@ impl Slot {
             let mut state = self.lock_state();
             state.last_sequence += 1;
             let sequence = state.last_sequence;
-            state.queued = Some(QueuedEvent { sequence, invocation, reply });
+            state.queued = Some(QueuedEvent {
+                sequence,
+                invocation,
+                reply,
+            });
             sequence
         };
         let _abandon = AbandonOnDrop { slot: self, sequence };
@@ -166,7 +170,10 @@ impl Slot {
     /// Returns whether `request_id` is the event the runtime is working on.
     pub(crate) fn is_running(&self, request_id: &str) -> bool {
         let state = self.lock_state();
-        state.running.as_ref().is_some_and(|running| running.request_id == request_id)
+        state
+            .running
+            .as_ref()
+            .is_some_and(|running| running.request_id == request_id)
     }
 
     /// Resolves the running event with `outcome` if its id is `request_id`. Returns false,
@@ -230,10 +237,18 @@ struct AbandonOnDrop<'a> {
 impl Drop for AbandonOnDrop<'_> {
     fn drop(&mut self) {
         let mut state = self.slot.lock_state();
-        if state.queued.as_ref().is_some_and(|queued| queued.sequence == self.sequence) {
+        if state
+            .queued
+            .as_ref()
+            .is_some_and(|queued| queued.sequence == self.sequence)
+        {
             state.queued = None;
         }
-        if state.running.as_ref().is_some_and(|running| running.sequence == self.sequence) {
+        if state
+            .running
+            .as_ref()
+            .is_some_and(|running| running.sequence == self.sequence)
+        {
             state.running = None;
         }
     }

@@ -112,13 +112,21 @@ pub fn start_process(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = command.spawn().unwrap_or_else(|error| panic!("failed to start {argv:?}: {error}"));
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|error| panic!("failed to start {argv:?}: {error}"));
 
     let output = Arc::new(Mutex::new(String::new()));
     collect_output(child.stdout.take().expect("piped stdout"), output.clone());
     collect_output(child.stderr.take().expect("piped stderr"), output.clone());
 
-    TestSlot { api, child, task_root, runtime_root, output }
+    TestSlot {
+        api,
+        child,
+        task_root,
+        runtime_root,
+        output,
+    }
 }
 
 fn collect_output(mut stream: impl AsyncRead + Unpin + Send + 'static, output: Arc<Mutex<String>>) {
@@ -127,7 +135,10 @@ fn collect_output(mut stream: impl AsyncRead + Unpin + Send + 'static, output: A
         loop {
             match stream.read(&mut buffer).await {
                 Ok(0) | Err(_) => break,
-                Ok(read) => output.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..read])),
+                Ok(read) => output
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..read])),
             }
         }
     });
@@ -146,7 +157,10 @@ impl TestSlot {
     pub async fn wait_ready(&self) -> InitOutcome {
         match tokio::time::timeout(STEP_TIMEOUT, self.api.wait_ready()).await {
             Ok(outcome) => outcome,
-            Err(_) => panic!("runtime did not finish init in {STEP_TIMEOUT:?}; output:\n{}", self.output()),
+            Err(_) => panic!(
+                "runtime did not finish init in {STEP_TIMEOUT:?}; output:\n{}",
+                self.output()
+            ),
         }
     }
 
@@ -196,7 +210,10 @@ impl TestSlot {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
 }
 
 /// Builds an invocation with a fresh request id and a deadline 60 s from now.
