@@ -25,10 +25,10 @@ fn check_account_name(name: &str) -> Result<(), AdminError> {
 }
 
 fn check_limit(limit: u32) -> Result<(), AdminError> {
-    if limit < nimbus_store::MIN_UNRESERVED_CONCURRENCY {
+    if limit < nimbus_store::MIN_ACCOUNT_CONCURRENCY {
         return Err(AdminError::Invalid(format!(
-            "concurrency limit {limit} is too small; use at least {}, the part that always stays unreserved",
-            nimbus_store::MIN_UNRESERVED_CONCURRENCY
+            "concurrency limit {limit} is too small; use at least {}",
+            nimbus_store::MIN_ACCOUNT_CONCURRENCY
         )));
     }
     Ok(())
@@ -70,10 +70,12 @@ pub async fn set_concurrency_limit(store: &SqliteStore, account_name: &str, limi
         .await?
         .ok_or_else(|| AdminError::AccountNotFound(account_name.to_string()))?;
     let reserved = store.account_usage(account.account_id).await?.reserved_concurrency;
-    if (limit as u64) < reserved + nimbus_store::MIN_UNRESERVED_CONCURRENCY as u64 {
+    // An account under 100 keeps its whole limit unreserved, so it needs every
+    // reservation removed.
+    let unreserved_minimum = nimbus_store::min_unreserved_concurrency(limit);
+    if (limit as u64) < reserved + unreserved_minimum as u64 {
         return Err(AdminError::Invalid(format!(
-            "concurrency limit {limit} is below the {reserved} reserved by functions plus the {} that stays unreserved; lower reservations first",
-            nimbus_store::MIN_UNRESERVED_CONCURRENCY
+            "concurrency limit {limit} is below the {reserved} reserved by functions plus the {unreserved_minimum} that stays unreserved; lower reservations first"
         )));
     }
     store.set_account_concurrency_limit(account.account_id, limit).await?;

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use nimbus_store::{Account, MIN_UNRESERVED_CONCURRENCY};
+use nimbus_store::{min_unreserved_concurrency, Account};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -42,6 +42,8 @@ pub struct AccountUsageBody {
     /// Bytes of all stored packages, $LATEST and versions.
     pub total_code_size: u64,
     pub reserved_concurrent_executions: u64,
+    /// Invocations of the account's functions running now.
+    pub concurrent_executions: u32,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,7 +62,7 @@ pub struct AccountSettings {
     request_body = ConcurrencyRequest,
     responses(
         (status = 200, description = "The reservation", body = Concurrency),
-        (status = 400, description = "Negative, or leaves less than 100 unreserved", body = ErrorBody),
+        (status = 400, description = "Negative, or leaves less than 100 of the account limit unreserved (all of a limit under 100)", body = ErrorBody),
         (status = 404, description = "No such function", body = ErrorBody),
     )
 )]
@@ -72,10 +74,11 @@ pub async fn put_concurrency(
 ) -> ApiResult<Json<Concurrency>> {
     let function = find_function(&state, &account, &name).await?;
     let requested = request.reserved_concurrent_executions;
-    if requested < 0 || requested > account.concurrency_limit.saturating_sub(MIN_UNRESERVED_CONCURRENCY) as i64 {
+    let unreserved_minimum = min_unreserved_concurrency(account.concurrency_limit);
+    let max_reserved = account.concurrency_limit.saturating_sub(unreserved_minimum);
+    if requested < 0 || requested > max_reserved as i64 {
         return Err(ApiError::InvalidParameter(format!(
-            "reserved_concurrent_executions {requested} is out of range; use 0 to {}, because {MIN_UNRESERVED_CONCURRENCY} of the account limit of {} stay unreserved",
-            account.concurrency_limit.saturating_sub(MIN_UNRESERVED_CONCURRENCY),
+            "reserved_concurrent_executions {requested} is out of range; use 0 to {max_reserved}, because {unreserved_minimum} of the account limit of {} stay unreserved",
             account.concurrency_limit
         )));
     }
@@ -84,6 +87,7 @@ pub async fn put_concurrency(
         .store
         .set_reserved_concurrency(account.account_id, function.function_id, Some(requested))
         .await?;
+    state.reservations.invalidate(account.account_id);
     tracing::info!(function = %name, reserved = requested, "reserved concurrency set");
     Ok(Json(Concurrency {
         reserved_concurrent_executions: Some(requested),
@@ -129,6 +133,7 @@ pub async fn delete_concurrency(
         .store
         .set_reserved_concurrency(account.account_id, function.function_id, None)
         .await?;
+    state.reservations.invalidate(account.account_id);
     tracing::info!(function = %name, "reserved concurrency removed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -143,6 +148,7 @@ pub async fn get_account(
     Extension(account): Extension<Account>,
 ) -> ApiResult<Json<AccountSettings>> {
     let usage = state.store.account_usage(account.account_id).await?;
+    let in_use = state.limiter.in_use(account.account_id).await;
     let unreserved = (account.concurrency_limit as u64).saturating_sub(usage.reserved_concurrency) as u32;
     Ok(Json(AccountSettings {
         account_id: account.account_id.to_string(),
@@ -158,6 +164,7 @@ pub async fn get_account(
             function_count: usage.function_count,
             total_code_size: usage.total_code_size,
             reserved_concurrent_executions: usage.reserved_concurrency,
+            concurrent_executions: in_use,
         },
     }))
 }

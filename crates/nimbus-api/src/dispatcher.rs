@@ -10,6 +10,7 @@ use nimbus_store::AsyncEvent;
 use nimbus_worker::{InvokeRequest, InvokeStatus, WorkerError};
 use tokio::sync::Semaphore;
 
+use crate::admission;
 use crate::invoke::{now_ms, record_throttle, resolve_target, run_invocation};
 use crate::AppState;
 
@@ -114,24 +115,37 @@ async fn run_event(state: &AppState, config: &DispatcherConfig, event: AsyncEven
         Ok(target) => target,
         Err(error) => return discard(state, &event, &format!("its qualifier no longer resolves: {error}")).await,
     };
-    if function.reserved_concurrency == Some(0) {
-        // The wait grows with the event's age, up to a minute, and only the first
-        // throttle is recorded, so a long throttle does not flood the records.
-        let age = Duration::from_millis((now_ms() - event.created_ms).max(0) as u64);
-        if age < THROTTLE_RETRY * 2 {
-            record_throttle(
-                state,
-                &account,
-                function.function_id,
-                &target.version,
-                &event.event_id,
-                "Event",
-                &event.trace_id,
-            );
+    let lease = match admission::acquire(state, &account, &function).await {
+        Ok(Ok(lease)) => lease,
+        Ok(Err(throttle)) => {
+            state
+                .metrics
+                .count_throttle(&account.name, &function.name, throttle.reason.as_str());
+            // The wait grows with the event's age, up to a minute. Only a throttle of
+            // an event that was never rescheduled is recorded, so a long throttle
+            // writes one record, not one per retry.
+            if event.next_attempt_ms == event.created_ms {
+                tracing::info!(request_id = %event.event_id, function = %function.name,
+                    reason = throttle.reason.as_str(), "event throttled; it waits and is retried");
+                record_throttle(
+                    state,
+                    &account,
+                    function.function_id,
+                    &target.version,
+                    &event.event_id,
+                    "Event",
+                    &event.trace_id,
+                );
+            }
+            let age = Duration::from_millis((now_ms() - event.created_ms).max(0) as u64);
+            let delay = (age / 4).clamp(THROTTLE_RETRY, Duration::from_secs(60));
+            return retry_later(state, &event, event.attempts, delay).await;
         }
-        let delay = (age / 4).clamp(THROTTLE_RETRY, Duration::from_secs(60));
-        return retry_later(state, &event, event.attempts, delay).await;
-    }
+        Err(error) => {
+            tracing::error!(request_id = %event.event_id, %error, "reading an event's concurrency limits failed");
+            return retry_later(state, &event, event.attempts, THROTTLE_RETRY).await;
+        }
+    };
 
     let request = InvokeRequest {
         request_id: event.event_id.clone(),
@@ -146,7 +160,7 @@ async fn run_event(state: &AppState, config: &DispatcherConfig, event: AsyncEven
         trace_id: event.trace_id.clone(),
     };
     let attempts = event.attempts + 1;
-    match run_invocation(state, &account, function.function_id, request, "Event").await {
+    match run_invocation(state, &account, function.function_id, request, "Event", lease).await {
         Ok(result) if result.status == InvokeStatus::Success => {
             tracing::info!(request_id = %event.event_id, function = %function.name, attempts, "event succeeded");
             if let Err(error) = state.store.delete_event(&event.event_id).await {

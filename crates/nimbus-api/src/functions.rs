@@ -321,6 +321,9 @@ pub async fn delete_function(
             // TODO: packages stay in the origin store after their function is deleted,
             // because another function or version may share them.
             state.store.delete_function(function.function_id).await?;
+            if function.reserved_concurrency.is_some() {
+                state.reservations.invalidate(account.account_id);
+            }
             tracing::info!(function = %name, account = %account.name, "function deleted");
         }
         Some(Qualifier::Version(number)) => {

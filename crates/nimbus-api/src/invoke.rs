@@ -10,11 +10,13 @@ use axum::Extension;
 use base64::Engine;
 use nimbus_model::function::function_arn;
 use nimbus_model::{CodeInfo, FunctionRecord, FunctionSettings, FunctionState, Qualifier};
+use nimbus_state::Lease;
 use nimbus_store::{Account, AsyncEvent, InvocationRecord, LogEvent};
 use nimbus_worker::{InvokeRequest, InvokeResult, WorkerError};
 use rand::Rng;
 use uuid::Uuid;
 
+use crate::admission;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::functions::{find_function, QualifierQuery};
@@ -292,19 +294,26 @@ pub fn record_throttle(
 }
 
 /// Runs one invocation on the worker in its own task, so a caller that disconnects
-/// does not abandon a slot mid-event, and records it.
+/// does not abandon a slot mid-event, and records it. The task owns the concurrency
+/// lease, so the lease is released when the invocation ends, however it ends, and
+/// not when the caller goes away.
 pub async fn run_invocation(
     state: &AppState,
     account: &Account,
     function_id: Uuid,
     request: InvokeRequest,
     invocation_type: &'static str,
+    lease: Lease,
 ) -> Result<InvokeResult, WorkerError> {
     let worker = state.worker.clone();
     let recorder = state.recorder.clone();
+    let metrics = state.metrics.clone();
     let account = account.clone();
     let task = tokio::spawn(async move {
-        let result = worker.invoke(request.clone()).await?;
+        let _lease = lease;
+        let outcome = worker.invoke(request.clone()).await;
+        metrics.observe_invocation(&account.name, &request.function_name, &outcome);
+        let result = outcome?;
         let (record, logs) = record_of(&result, &account, function_id, &request, invocation_type);
         recorder.record(record, logs);
         Ok(result)
@@ -345,7 +354,7 @@ fn cold_start_header(result: &InvokeResult) -> Option<String> {
         (status = 404, description = "No such function, version or alias", body = ErrorBody),
         (status = 409, description = "The function is not Active", body = ErrorBody),
         (status = 413, description = "Payload too large", body = ErrorBody),
-        (status = 429, description = "Throttled", body = ErrorBody),
+        (status = 429, description = "Throttled: the reserved or account concurrency is in use, or no execution slot is free; `reason` names the limit", body = ErrorBody),
         (status = 502, description = "The runtime is not available on this server", body = ErrorBody),
     )
 )]
@@ -392,28 +401,13 @@ pub async fn invoke(
     let request_id = Uuid::new_v4().to_string();
     let trace_id = new_trace_id();
 
-    // A throttled event is queued all the same and waits in the dispatcher.
-    if function.reserved_concurrency == Some(0) && invocation_type != InvocationType::Event {
-        // A dry run would be throttled too, but nothing ran, so nothing is recorded.
-        if invocation_type == InvocationType::RequestResponse {
-            record_throttle(
-                &state,
-                &account,
-                function.function_id,
-                &target.version,
-                &request_id,
-                "RequestResponse",
-                &trace_id,
-            );
-        }
-        return Err(ApiError::TooManyRequests {
-            message: format!("function '{name}' has reserved concurrency 0, so every invocation is throttled; raise it with PUT /functions/{name}/concurrency"),
-            reason: "ReservedFunctionConcurrentInvocationLimitExceeded",
-        });
-    }
-
     match invocation_type {
         InvocationType::DryRun => {
+            // The lease is dropped at once: a dry run only checks that the invocation
+            // would be admitted now. Nothing ran, so a throttle is not recorded.
+            if let Err(throttle) = admission::acquire(&state, &account, &function).await? {
+                return Err(admission::throttle_error(&throttle, &account, &name));
+            }
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::NO_CONTENT;
             response.headers_mut().insert(
@@ -423,6 +417,8 @@ pub async fn invoke(
             Ok(response)
         }
         InvocationType::Event => {
+            // Events are queued without a concurrency check. The dispatcher checks when
+            // it runs them, and a throttled event waits in the queue.
             let now = now_ms();
             let event = AsyncEvent {
                 event_id: request_id.clone(),
@@ -448,6 +444,24 @@ pub async fn invoke(
             Ok(response)
         }
         InvocationType::RequestResponse => {
+            let lease = match admission::acquire(&state, &account, &function).await? {
+                Ok(lease) => lease,
+                Err(throttle) => {
+                    state
+                        .metrics
+                        .count_throttle(&account.name, &name, throttle.reason.as_str());
+                    record_throttle(
+                        &state,
+                        &account,
+                        function.function_id,
+                        &target.version,
+                        &request_id,
+                        "RequestResponse",
+                        &trace_id,
+                    );
+                    return Err(admission::throttle_error(&throttle, &account, &name));
+                }
+            };
             let request = InvokeRequest {
                 request_id: request_id.clone(),
                 function_id: function.function_id,
@@ -460,9 +474,16 @@ pub async fn invoke(
                 client_context,
                 trace_id,
             };
-            let result = run_invocation(&state, &account, function.function_id, request, "RequestResponse")
-                .await
-                .map_err(|e| worker_error(e, &name))?;
+            let result = run_invocation(
+                &state,
+                &account,
+                function.function_id,
+                request,
+                "RequestResponse",
+                lease,
+            )
+            .await
+            .map_err(|e| worker_error(e, &name))?;
             tracing::info!(function = %name, request_id = %request_id, version = %target.version,
                 status = result.status.as_str(), duration_ms = format!("{:.2}", result.duration_ms),
                 cold = result.cold_start.is_some(), "invoked");

@@ -3,6 +3,7 @@
 //! document, which is built from the same route table so the two cannot drift.
 
 pub mod admin;
+pub mod admission;
 mod aliases;
 pub mod auth;
 mod code_objects;
@@ -13,6 +14,7 @@ mod extract;
 mod functions;
 pub mod invoke;
 mod logs;
+pub mod metrics;
 mod packages;
 pub mod recorder;
 mod sandbox;
@@ -46,6 +48,11 @@ pub struct AppState {
     pub recorder: recorder::Recorder,
     /// Wakes the async dispatcher when an event is queued.
     pub dispatcher_wakeup: Arc<tokio::sync::Notify>,
+    /// Concurrency leases of running invocations.
+    pub limiter: Arc<dyn nimbus_state::ConcurrencyLimiter>,
+    /// Cached sums of each account's reserved concurrency.
+    pub reservations: Arc<admission::ReservationTotals>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// Largest JSON body: a 50 MB zip grows by a third in base64, plus the other fields.
@@ -119,8 +126,8 @@ fn api_routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
     (router, openapi)
 }
 
-/// The whole application: the authenticated API plus `/openapi.json` and `/health`,
-/// with JSON errors for unknown paths and methods.
+/// Builds the whole application: the authenticated API plus `/openapi.json`, `/health`
+/// and `/metrics`, with JSON errors for unknown paths and methods.
 pub fn app(state: AppState) -> Router {
     let (api, openapi) = api_routes(&state);
     let openapi = Arc::new(openapi);
@@ -130,6 +137,7 @@ pub fn app(state: AppState) -> Router {
             get(move || async move { Json(openapi.as_ref().clone()) }),
         )
         .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics::serve_metrics))
         .merge(api)
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::NotFound(format!(

@@ -202,6 +202,11 @@ pub async fn run(mut config: ServerConfig) -> Result<(), ServerError> {
         worker: worker.clone(),
         recorder,
         dispatcher_wakeup: Arc::new(tokio::sync::Notify::new()),
+        limiter: Arc::new(nimbus_state::InMemoryLimiter::default()),
+        reservations: Arc::new(crate::admission::ReservationTotals::new(
+            crate::admission::RESERVATION_CACHE_TTL,
+        )),
+        metrics: Arc::new(crate::metrics::Metrics::new(worker.clone())),
     };
     crate::dispatcher::start(
         state.clone(),

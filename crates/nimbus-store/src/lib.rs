@@ -16,9 +16,19 @@ pub use sqlite::SqliteStore;
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Concurrency that Lambda keeps unreserved in every account, so functions without a
-/// reservation can always run.
+/// reservation can always run. An account whose limit is smaller keeps all of it
+/// unreserved; see [`min_unreserved_concurrency`].
 pub const MIN_UNRESERVED_CONCURRENCY: u32 = 100;
 pub const DEFAULT_ACCOUNT_CONCURRENCY: u32 = 1000;
+/// Smallest account concurrency limit.
+pub const MIN_ACCOUNT_CONCURRENCY: u32 = 1;
+
+/// Returns the part of an account limit that reservations must leave unreserved:
+/// [`MIN_UNRESERVED_CONCURRENCY`], or the whole limit when it is smaller. Lambda
+/// treats accounts with small limits the same way: they cannot reserve concurrency.
+pub fn min_unreserved_concurrency(account_limit: u32) -> u32 {
+    MIN_UNRESERVED_CONCURRENCY.min(account_limit)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -160,7 +170,7 @@ pub trait ControlStore: Send + Sync {
 
     /// Sets or clears a function's reserved concurrency. Setting it fails with
     /// [`StoreError::ReservedConcurrencyExceeded`] when the account's reservations
-    /// would leave less than [`MIN_UNRESERVED_CONCURRENCY`] unreserved.
+    /// would leave less than [`min_unreserved_concurrency`] of its limit unreserved.
     async fn set_reserved_concurrency(&self, account_id: Uuid, function_id: Uuid, value: Option<u32>) -> Result<()>;
 
     /// Stores invocation records and log lines in one transaction; `sequence` of

@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    Account, AccountUsage, AliasRecord, AsyncEvent, ControlStore, InvocationRecord, LogEvent, LogQuery, Result,
-    StoreError, MIN_UNRESERVED_CONCURRENCY,
+    min_unreserved_concurrency, Account, AccountUsage, AliasRecord, AsyncEvent, ControlStore, InvocationRecord,
+    LogEvent, LogQuery, Result, StoreError,
 };
 
 pub struct SqliteStore {
@@ -772,13 +772,14 @@ impl ControlStore for SqliteStore {
             .fetch_one(&mut *tx)
             .await?;
             let unreserved = limit - others - requested as i64;
-            if unreserved < MIN_UNRESERVED_CONCURRENCY as i64 {
+            let minimum = min_unreserved_concurrency(limit as u32);
+            if unreserved < minimum as i64 {
                 return Err(StoreError::ReservedConcurrencyExceeded {
                     requested,
                     unreserved,
                     limit: limit as u32,
-                    minimum: MIN_UNRESERVED_CONCURRENCY,
-                    max_allowed: (limit - others - MIN_UNRESERVED_CONCURRENCY as i64).max(0),
+                    minimum,
+                    max_allowed: (limit - others - minimum as i64).max(0),
                 });
             }
         }

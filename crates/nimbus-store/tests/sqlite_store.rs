@@ -1035,6 +1035,31 @@ async fn reserved_concurrency_zero_allowed() {
 }
 
 #[tokio::test]
+async fn small_account_reserves_nothing() {
+    let (_dir, store) = open_store().await;
+    let account = store.create_account("tiny", 5).await.unwrap();
+    let function = insert(&store, account.account_id, "fn").await;
+
+    let zero = store
+        .set_reserved_concurrency(account.account_id, function.function_id, Some(0))
+        .await;
+    let one = store
+        .set_reserved_concurrency(account.account_id, function.function_id, Some(1))
+        .await;
+
+    assert!(zero.is_ok(), "reserving 0 leaves all 5 unreserved: {zero:?}");
+    match one.unwrap_err() {
+        StoreError::ReservedConcurrencyExceeded {
+            minimum, max_allowed, ..
+        } => {
+            assert_eq!(minimum, 5, "an account under 100 keeps its whole limit unreserved");
+            assert_eq!(max_allowed, 0);
+        }
+        other => panic!("expected ReservedConcurrencyExceeded, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn account_usage_totals() {
     let (_dir, store) = open_store().await;
     let account = create_account(&store, "acme").await;

@@ -36,8 +36,21 @@ pub struct CodeCache {
     /// One lock per package being fetched, so concurrent cold starts wait for the
     /// first fetch instead of repeating it.
     fetches: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Packages found unpacked on this worker (L1 hits).
     pub hits: AtomicU64,
+    /// Packages fetched from the origin store because L1 lacked them (L1 misses).
     pub misses: AtomicU64,
+    /// Fetches from the origin store that failed (L3 misses).
+    pub origin_failures: AtomicU64,
+}
+
+/// Lookups of each cache tier since the worker started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheCounts {
+    pub l1_hits: u64,
+    pub l1_misses: u64,
+    pub origin_hits: u64,
+    pub origin_misses: u64,
 }
 
 impl CodeCache {
@@ -50,7 +63,20 @@ impl CodeCache {
             fetches: Mutex::new(HashMap::new()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            origin_failures: AtomicU64::new(0),
         })
+    }
+
+    /// Returns the hits and misses of each tier. Every L1 miss is one origin lookup.
+    pub fn counts(&self) -> CacheCounts {
+        let l1_misses = self.misses.load(Ordering::Relaxed);
+        let origin_misses = self.origin_failures.load(Ordering::Relaxed);
+        CacheCounts {
+            l1_hits: self.hits.load(Ordering::Relaxed),
+            l1_misses,
+            origin_hits: l1_misses.saturating_sub(origin_misses),
+            origin_misses,
+        }
     }
 
     /// Returns the directory with the unpacked package, fetching it if needed.
@@ -75,11 +101,10 @@ impl CodeCache {
         }
 
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let bytes = self
-            .origin
-            .get_package(sha256)
-            .await
-            .map_err(|e| WorkerError::Code(format!("failed to fetch code package {sha256}: {e}")))?;
+        let bytes = self.origin.get_package(sha256).await.map_err(|e| {
+            self.origin_failures.fetch_add(1, Ordering::Relaxed);
+            WorkerError::Code(format!("failed to fetch code package {sha256}: {e}"))
+        })?;
         let staging = self.dir.join(format!(".{sha256}.{}", uuid::Uuid::new_v4().simple()));
         let final_dir = target.clone();
         tokio::task::spawn_blocking(move || unpack(&bytes, &staging, &final_dir))

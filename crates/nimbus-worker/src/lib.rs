@@ -24,7 +24,7 @@ use nimbus_sandbox::{SandboxBackend, SlotControl, SlotExit, SlotSpec};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use cache::{CacheTier, CodeCache};
+pub use cache::{CacheCounts, CacheTier, CodeCache};
 pub use logs::LogLine;
 
 /// Lambda limits the init phase of on-demand environments to 10 seconds.

@@ -167,6 +167,29 @@ impl Server {
             .collect()
     }
 
+    /// Returns the first Python runtime id that the server offers, such as
+    /// `python3.11`.
+    pub fn python_runtime(&self) -> String {
+        let offered = self.offered_runtimes();
+        offered
+            .iter()
+            .find(|id| id.starts_with("python3."))
+            .unwrap_or_else(|| panic!("the server offers no Python runtime ({offered:?}); install python3"))
+            .clone()
+    }
+
+    /// Runs `nimbus admin --data-dir DIR ARGS` on this server's data directory and
+    /// returns its output.
+    pub fn admin(&self, args: &[&str]) -> std::process::Output {
+        Command::new(nimbus_binary())
+            .arg("admin")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args)
+            .output()
+            .unwrap_or_else(|error| panic!("run nimbus admin {args:?}: {error}"))
+    }
+
     /// A `nimbus` client command pointed at this server.
     pub fn cli(&self) -> Command {
         let mut command = Command::new(nimbus_binary());

@@ -1,0 +1,312 @@
+//! Prometheus metrics of the invocation path, served without authentication at
+//! `GET /metrics` in the Prometheus text format 0.0.4.
+//!
+//! Labels are bounded: account and function names, statuses, throttle reasons,
+//! cold-start phases and cache tiers, never request ids. A deleted function's series
+//! stay until the server restarts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use nimbus_store::Account;
+use nimbus_worker::{InvokeResult, Worker, WorkerError};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Status label of an invocation that failed in the platform, not in the function.
+pub const SERVICE_ERROR_STATUS: &str = "SERVICE_ERROR";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    account: String,
+    function: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThrottleLabels {
+    account: String,
+    function: String,
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabels {
+    account: String,
+    function: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: String,
+    tier: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    account: String,
+}
+
+fn new_phase_histogram() -> Histogram {
+    // Buckets from 0.5 ms to about 16 s, each twice the one before.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// The metrics registry and handles to its metrics.
+pub struct Metrics {
+    registry: Registry,
+    invocations: Family<StatusLabels, Counter>,
+    errors: Family<StatusLabels, Counter>,
+    throttles: Family<ThrottleLabels, Counter>,
+    cold_starts: Family<FunctionLabels, Counter>,
+    cold_start_phases: Family<PhaseLabels, Histogram, fn() -> Histogram>,
+    concurrency: Family<AccountLabels, Gauge>,
+    warm_slots: Gauge,
+    busy_slots: Gauge,
+    queue_depth: Gauge,
+    /// Names of the accounts that invoked since the start, for the concurrency gauge.
+    accounts: Mutex<HashMap<Uuid, String>>,
+    /// Serializes scrapes, which set gauges before encoding them.
+    scrape: tokio::sync::Mutex<()>,
+}
+
+impl Metrics {
+    /// Creates the registry. The code cache counters are read from `worker` at each
+    /// scrape.
+    pub fn new(worker: Arc<Worker>) -> Metrics {
+        let mut registry = Registry::default();
+        let invocations = Family::<StatusLabels, Counter>::default();
+        let errors = Family::<StatusLabels, Counter>::default();
+        let throttles = Family::<ThrottleLabels, Counter>::default();
+        let cold_starts = Family::<FunctionLabels, Counter>::default();
+        let cold_start_phases =
+            Family::<PhaseLabels, Histogram, fn() -> Histogram>::new_with_constructor(new_phase_histogram);
+        let concurrency = Family::<AccountLabels, Gauge>::default();
+        let warm_slots = Gauge::default();
+        let busy_slots = Gauge::default();
+        let queue_depth = Gauge::default();
+
+        registry.register(
+            "nimbus_invocations",
+            "Invocations that ran on a slot, by final status: SUCCESS, ERROR, TIMEOUT, or SERVICE_ERROR when the platform failed",
+            invocations.clone(),
+        );
+        registry.register(
+            "nimbus_invocation_errors",
+            "Invocations that ended in a function error, a timeout or a platform failure, by status",
+            errors.clone(),
+        );
+        registry.register(
+            "nimbus_throttles",
+            "Invocation attempts rejected with 429, by reason; retries of a queued event count each time",
+            throttles.clone(),
+        );
+        registry.register(
+            "nimbus_cold_starts",
+            "Invocations that started a new execution slot",
+            cold_starts.clone(),
+        );
+        registry.register(
+            "nimbus_cold_start_phase_seconds",
+            "Duration of each cold-start phase (sandbox, code, init), by the cache tier that served the code",
+            cold_start_phases.clone(),
+        );
+        registry.register(
+            "nimbus_concurrent_executions",
+            "Concurrency leases that each account holds now",
+            concurrency.clone(),
+        );
+        registry.register(
+            "nimbus_warm_slots",
+            "Idle execution slots kept warm",
+            warm_slots.clone(),
+        );
+        registry.register(
+            "nimbus_busy_slots",
+            "Execution slots running or starting an invocation",
+            busy_slots.clone(),
+        );
+        registry.register(
+            "nimbus_async_queue_depth",
+            "Asynchronous events stored and not yet finished, including those waiting for a retry",
+            queue_depth.clone(),
+        );
+        registry.register_collector(Box::new(CodeCacheCollector { worker }));
+
+        Metrics {
+            registry,
+            invocations,
+            errors,
+            throttles,
+            cold_starts,
+            cold_start_phases,
+            concurrency,
+            warm_slots,
+            busy_slots,
+            queue_depth,
+            accounts: Mutex::new(HashMap::new()),
+            scrape: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Remembers an account's name so its concurrency gauge is exported.
+    pub fn track_account(&self, account: &Account) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        accounts
+            .entry(account.account_id)
+            .or_insert_with(|| account.name.clone());
+    }
+
+    /// Counts one invocation attempt that was rejected with 429.
+    pub fn count_throttle(&self, account: &str, function: &str, reason: &str) {
+        self.throttles
+            .get_or_create(&ThrottleLabels {
+                account: account.to_string(),
+                function: function.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts what the worker returned for one admitted invocation.
+    pub fn observe_invocation(&self, account: &str, function: &str, outcome: &Result<InvokeResult, WorkerError>) {
+        let status = match outcome {
+            Ok(result) => result.status.as_str(),
+            Err(WorkerError::NoCapacity { .. }) => {
+                self.count_throttle(account, function, "NoCapacityAvailable");
+                return;
+            }
+            Err(_) => SERVICE_ERROR_STATUS,
+        };
+        let labels = StatusLabels {
+            account: account.to_string(),
+            function: function.to_string(),
+            status: status.to_string(),
+        };
+        self.invocations.get_or_create(&labels).inc();
+        if status != "SUCCESS" {
+            self.errors.get_or_create(&labels).inc();
+        }
+
+        let Some(cold) = outcome.as_ref().ok().and_then(|result| result.cold_start) else {
+            return;
+        };
+        self.cold_starts
+            .get_or_create(&FunctionLabels {
+                account: account.to_string(),
+                function: function.to_string(),
+            })
+            .inc();
+        let tier = cold.code_tier.as_str();
+        for (phase, milliseconds) in [
+            ("sandbox", cold.sandbox_ms),
+            ("code", cold.code_ms),
+            ("init", cold.init_ms),
+        ] {
+            self.cold_start_phases
+                .get_or_create(&PhaseLabels {
+                    phase: phase.to_string(),
+                    tier: tier.to_string(),
+                })
+                .observe(milliseconds / 1000.0);
+        }
+    }
+
+    /// Reads the gauges from their sources and encodes every metric.
+    pub async fn render(&self, state: &AppState) -> Result<String, std::fmt::Error> {
+        let _scrape = self.scrape.lock().await;
+        let accounts: Vec<(Uuid, String)> = self
+            .accounts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(id, name)| (*id, name.clone()))
+            .collect();
+        for (account_id, name) in accounts {
+            let in_use = state.limiter.in_use(account_id).await;
+            self.concurrency
+                .get_or_create(&AccountLabels { account: name })
+                .set(in_use as i64);
+        }
+
+        let (idle, busy) = state.worker.slot_counts();
+        self.warm_slots.set(idle as i64);
+        self.busy_slots.set(busy as i64);
+        match state.store.count_events().await {
+            Ok(depth) => {
+                self.queue_depth.set(depth as i64);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "counting queued events for /metrics failed, so the gauge keeps its last value")
+            }
+        }
+
+        let mut text = String::new();
+        prometheus_text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// Exports the worker's code cache counters, which the worker keeps itself.
+struct CodeCacheCollector {
+    worker: Arc<Worker>,
+}
+
+impl std::fmt::Debug for CodeCacheCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeCacheCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for CodeCacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counts = self.worker.cache().counts();
+        let series = [
+            (
+                "nimbus_code_cache_hits",
+                "Code package lookups that a cache tier served: L1 is the worker's unpacked cache, L3 the origin store",
+                [("L1", counts.l1_hits), ("L3", counts.origin_hits)],
+            ),
+            (
+                "nimbus_code_cache_misses",
+                "Code package lookups that a cache tier could not serve; an L1 miss goes on to L3, and an L3 miss fails the cold start",
+                [("L1", counts.l1_misses), ("L3", counts.origin_misses)],
+            ),
+        ];
+        for (name, help, values) in series {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (tier, value) in values {
+                let labels = [("tier", tier)];
+                ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serves `GET /metrics`.
+pub async fn serve_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = state.metrics.render(&state).await.map_err(|error| {
+        tracing::error!(%error, "encoding metrics failed");
+        ApiError::Service("encoding the metrics failed; see the server log".to_string())
+    })?;
+    let mut response = text.into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(prometheus_text::CONTENT_TYPE));
+    Ok(response)
+}
