@@ -30,6 +30,8 @@ enum Command {
     Server(ServerArgs),
     /// Manage accounts and API keys directly in a data directory.
     Admin(AdminArgs),
+    /// Compare warm-pool policies offline: replay an invocation trace, or generate one.
+    Sim(nimbus_scheduler::sim::SimArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -218,6 +220,9 @@ async fn async_main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }
         Command::Admin(args) => run_admin(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Sim(args) => nimbus_scheduler::sim::run(args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
         Command::Client(command) => client::run(&cli.client, command).await,
     };
     match result {
