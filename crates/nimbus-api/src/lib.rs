@@ -151,6 +151,11 @@ pub fn app(state: AppState) -> Router {
                 uri.path()
             ))
         })
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Handlers log the errors that are server faults, with their ids; a 5xx
+        // caused by the request (502 for a runtime the server lacks) is not one.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(state)
 }

@@ -122,6 +122,18 @@ enum KeyCommand {
     },
 }
 
+/// Lets a client command end quietly when its output pipe closes (`nimbus … | head`),
+/// as other Unix tools do, instead of panicking on a failed print. Rust ignores
+/// SIGPIPE by default; only client commands restore it, because the server must
+/// survive a closed pipe.
+fn restore_default_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_DFL installs no handler code, and
+    // no other thread is changing signal dispositions at this point.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
@@ -223,7 +235,10 @@ async fn async_main() -> ExitCode {
         Command::Sim(args) => nimbus_scheduler::sim::run(args)
             .map(|()| ExitCode::SUCCESS)
             .map_err(anyhow::Error::from),
-        Command::Client(command) => client::run(&cli.client, command).await,
+        Command::Client(command) => {
+            restore_default_sigpipe();
+            client::run(&cli.client, command).await
+        }
     };
     match result {
         Ok(code) => code,

@@ -20,8 +20,13 @@ pub use names::{validate_alias_name, validate_function_name, Qualifier};
 pub use runtime::{Runtime, RuntimeFamily};
 pub use state::{FunctionState, InvalidTransition};
 
-/// Timestamps in API responses: RFC 3339 in UTC, as Lambda's `LastModified`.
+/// Formats a timestamp for API responses: RFC 3339 in UTC with milliseconds, so
+/// timestamps line up in columns.
 pub fn format_timestamp(at: time::OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }

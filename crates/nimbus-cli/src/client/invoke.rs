@@ -118,6 +118,24 @@ pub async fn invoke(api: &ApiClient, json: bool, args: InvokeArgs) -> anyhow::Re
         println!("dry run accepted ({request_id})");
         return Ok(());
     }
+    if json {
+        let payload = serde_json::from_slice::<Value>(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+        let summary = serde_json::json!({
+            "status_code": status.as_u16(),
+            "request_id": request_id,
+            "executed_version": header("x-executed-version"),
+            "function_error": header("x-function-error"),
+            "cold_start": header("x-cold-start"),
+            "log_result": header("x-log-result"),
+            "payload": payload,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        if header("x-function-error").is_some() {
+            anyhow::bail!("function {} failed; request id {request_id}", args.name);
+        }
+        return Ok(());
+    }
     if let Some(tail) = header("x-log-result") {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(tail)
@@ -179,11 +197,10 @@ pub async fn logs(api: &ApiClient, json: bool, args: LogsArgs) -> anyhow::Result
             if json {
                 println!("{event}");
             } else {
-                println!(
-                    "{} {}",
-                    event["timestamp"].as_str().unwrap_or(""),
-                    event["message"].as_str().unwrap_or("")
-                );
+                // Lambda's runtimes join the lines of a traceback with '\r' so one
+                // message holds the whole traceback; a terminal needs newlines.
+                let message = event["message"].as_str().unwrap_or("").replace('\r', "\n");
+                println!("{} {message}", event["timestamp"].as_str().unwrap_or(""));
             }
         }
         after = body["next_sequence"].as_i64().or(after);
