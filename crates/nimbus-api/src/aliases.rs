@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiPath, JsonBody};
-use crate::functions::find_function;
+use crate::functions::{find_alias, find_function};
 use crate::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -46,15 +46,6 @@ async fn check_version_exists(state: &AppState, function: &FunctionRecord, numbe
         "{field} {number} is not a published version of function '{}'; publish it first with POST /functions/{}/versions",
         function.name, function.name
     )))
-}
-
-async fn find_alias(state: &AppState, function: &FunctionRecord, alias: &str) -> ApiResult<AliasRecord> {
-    validate_alias_name(alias)?;
-    state
-        .store
-        .get_alias(function.function_id, alias)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("alias '{alias}' of function '{}' was not found", function.name)))
 }
 
 /// Create or replace an alias.

@@ -6,10 +6,10 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use nimbus_model::config::CodeSource;
 use nimbus_model::{
-    validate_function_name, CodeInfo, CreateFunctionRequest, FunctionConfiguration, FunctionRecord, FunctionSettings,
-    FunctionState, Qualifier, UpdateCodeRequest, UpdateConfigRequest,
+    validate_alias_name, validate_function_name, CodeInfo, CreateFunctionRequest, FunctionConfiguration,
+    FunctionRecord, FunctionSettings, FunctionState, Qualifier, UpdateCodeRequest, UpdateConfigRequest, VersionRecord,
 };
-use nimbus_store::{Account, StoreError};
+use nimbus_store::{Account, AliasRecord, StoreError};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -69,6 +69,30 @@ pub async fn find_function(state: &AppState, account: &Account, name: &str) -> A
         .ok_or_else(|| ApiError::NotFound(format!("function '{name}' was not found")))
 }
 
+/// Loads an alias of a function, or reports it as not found.
+pub async fn find_alias(state: &AppState, function: &FunctionRecord, alias: &str) -> ApiResult<AliasRecord> {
+    validate_alias_name(alias)?;
+    state
+        .store
+        .get_alias(function.function_id, alias)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("alias '{alias}' of function '{}' was not found", function.name)))
+}
+
+/// Loads a published version of a function, or reports it as not found.
+pub async fn find_version(state: &AppState, function: &FunctionRecord, number: u32) -> ApiResult<VersionRecord> {
+    state
+        .store
+        .get_version(function.function_id, number)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "version {number} of function '{}' was not found",
+                function.name
+            ))
+        })
+}
+
 pub fn latest_configuration(state: &AppState, account: &Account, function: &FunctionRecord) -> FunctionConfiguration {
     FunctionConfiguration::latest(function, &state.region, &account.account_number)
 }
@@ -85,29 +109,14 @@ pub async fn configuration_for(
         Qualifier::Latest => return Ok(latest_configuration(state, account, function)),
         Qualifier::Version(number) => *number,
         Qualifier::Alias(alias) => {
-            let record = state
-                .store
-                .get_alias(function.function_id, alias)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::NotFound(format!("alias '{alias}' of function '{}' was not found", function.name))
-                })?;
+            let record = find_alias(state, function, alias).await?;
             match Qualifier::parse(&record.function_version)? {
                 Qualifier::Version(number) => number,
                 _ => return Ok(latest_configuration(state, account, function)),
             }
         }
     };
-    let version = state
-        .store
-        .get_version(function.function_id, number)
-        .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "version {number} of function '{}' was not found",
-                function.name
-            ))
-        })?;
+    let version = find_version(state, function, number).await?;
     Ok(FunctionConfiguration::version(
         function,
         &version,

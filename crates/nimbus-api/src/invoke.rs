@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::admission;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
-use crate::functions::{find_function, QualifierQuery};
+use crate::functions::{find_alias, find_function, find_version, QualifierQuery};
 use crate::AppState;
 
 /// Largest synchronous payload: 6 MB, as Lambda.
@@ -70,13 +70,7 @@ pub async fn resolve_target(
         Qualifier::Latest => None,
         Qualifier::Version(number) => Some(*number),
         Qualifier::Alias(alias) => {
-            let record = state
-                .store
-                .get_alias(function.function_id, alias)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::NotFound(format!("alias '{alias}' of function '{}' was not found", function.name))
-                })?;
+            let record = find_alias(state, function, alias).await?;
             let main = match Qualifier::parse(&record.function_version)? {
                 Qualifier::Version(number) => Some(number),
                 _ => None,
@@ -107,16 +101,7 @@ pub async fn resolve_target(
             invoked_arn,
         });
     };
-    let version = state
-        .store
-        .get_version(function.function_id, number)
-        .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "version {number} of function '{}' was not found",
-                function.name
-            ))
-        })?;
+    let version = find_version(state, function, number).await?;
     Ok(Target {
         version: number.to_string(),
         settings: version.settings,
