@@ -428,7 +428,7 @@ pub async fn update_configuration(
         settings.runtime != function.settings.runtime || settings.handler != function.settings.handler;
     if entry_point_changed {
         let bytes = state.origin.get_package(&function.code.sha256).await?;
-        let limits = state.package_limits.clone();
+        let limits = state.package_limits;
         let package = tokio::task::spawn_blocking(move || nimbus_code::validate_zip(bytes, &limits))
             .await
             .map_err(|e| ApiError::Service(format!("package validation failed: {e}")))??;

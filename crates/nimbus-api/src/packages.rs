@@ -12,10 +12,9 @@ use crate::AppState;
 /// Decodes or fetches the package and validates it. Zip work runs on the blocking
 /// pool because a 50 MB package takes long enough to stall other requests.
 pub async fn load_package(state: &AppState, account: &Account, source: CodeSource) -> ApiResult<ValidatedPackage> {
-    let limits = state.package_limits.clone();
+    let limits = state.package_limits;
     let bytes = match source {
         CodeSource::Inline(encoded) => {
-            let limits = limits.clone();
             tokio::task::spawn_blocking(move || decode_base64_zip(&encoded, &limits))
                 .await
                 .map_err(|e| ApiError::Service(format!("package decoding failed: {e}")))??
