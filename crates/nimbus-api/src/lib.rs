@@ -16,6 +16,7 @@ pub mod invoke;
 mod logs;
 pub mod metrics;
 mod packages;
+pub mod provisioned;
 pub mod recorder;
 mod sandbox;
 pub mod server;
@@ -99,6 +100,11 @@ fn documented_routes() -> OpenApiRouter<AppState> {
             concurrency::put_concurrency,
             concurrency::get_concurrency,
             concurrency::delete_concurrency
+        ))
+        .routes(routes!(
+            provisioned::put_provisioned_concurrency,
+            provisioned::get_provisioned_concurrency,
+            provisioned::delete_provisioned_concurrency
         ))
         .routes(routes!(concurrency::get_account))
         .routes(routes!(invoke::invoke, logs::list_invocations))

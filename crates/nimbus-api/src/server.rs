@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub max_slots: usize,
     /// Delays before the retries of a failed asynchronous event.
     pub async_retry_delays: Vec<Duration>,
+    /// How often the warm pool manager reconciles provisioned concurrency.
+    pub warm_pool_interval: Duration,
 }
 
 /// Which sandbox backend runs the slots.
@@ -215,6 +217,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), ServerError> {
             ..Default::default()
         },
     );
+    crate::provisioned::start(state.clone(), config.warm_pool_interval);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| ServerError::Listen {

@@ -77,6 +77,10 @@ struct ServerArgs {
         value_delimiter = ','
     )]
     async_retry_delays: Vec<u64>,
+    /// Milliseconds between the warm pool manager's passes, which initialize and
+    /// retire provisioned concurrency.
+    #[arg(long, env = "NIMBUS_WARM_POOL_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    warm_pool_interval_ms: u64,
 }
 
 #[derive(Args)]
@@ -225,6 +229,7 @@ async fn async_main() -> ExitCode {
                     .iter()
                     .map(|s| Duration::from_secs(*s))
                     .collect(),
+                warm_pool_interval: Duration::from_millis(args.warm_pool_interval_ms),
             };
             server::run(config)
                 .await

@@ -1842,6 +1842,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/functions/{name}/configuration", &["put"]),
     ("/functions/{name}/invocations", &["get", "post"]),
     ("/functions/{name}/logs", &["get"]),
+    ("/functions/{name}/provisioned-concurrency", &["delete", "get", "put"]),
     ("/functions/{name}/versions", &["get", "post"]),
 ];
 

@@ -125,6 +125,52 @@ pub struct AsyncEvent {
     pub created_ms: i64,
 }
 
+/// State of a provisioned concurrency configuration, named as in Lambda.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvisionedStatus {
+    /// Slots are still being initialized.
+    InProgress,
+    /// `requested` slots are initialized.
+    Ready,
+    /// Initialization failed, with the error in `status_reason`.
+    Failed,
+}
+
+impl ProvisionedStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProvisionedStatus::InProgress => "IN_PROGRESS",
+            ProvisionedStatus::Ready => "READY",
+            ProvisionedStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<ProvisionedStatus> {
+        match value {
+            "IN_PROGRESS" => Some(ProvisionedStatus::InProgress),
+            "READY" => Some(ProvisionedStatus::Ready),
+            "FAILED" => Some(ProvisionedStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A provisioned concurrency configuration of one function qualifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionedConcurrencyRecord {
+    pub function_id: Uuid,
+    /// A version number or an alias; never `$LATEST`.
+    pub qualifier: String,
+    /// The version number the qualifier resolved to at the last check.
+    pub resolved_version: String,
+    /// Slots to keep initialized, at least 1.
+    pub requested: u32,
+    pub status: ProvisionedStatus,
+    pub status_reason: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
 /// Persistence of the control plane. Implementations keep every method atomic.
 #[async_trait]
 pub trait ControlStore: Send + Sync {
@@ -202,4 +248,31 @@ pub trait ControlStore: Send + Sync {
     /// only dispatcher that can hold a lease is its own previous run.
     async fn release_event_leases(&self) -> Result<u64>;
     async fn get_function_by_id(&self, function_id: Uuid) -> Result<Option<FunctionRecord>>;
+
+    /// Creates or replaces the provisioned concurrency configuration of a qualifier.
+    /// A replacement keeps the stored `created_at`.
+    async fn put_provisioned_concurrency(&self, config: &ProvisionedConcurrencyRecord) -> Result<()>;
+    async fn get_provisioned_concurrency(
+        &self,
+        function_id: Uuid,
+        qualifier: &str,
+    ) -> Result<Option<ProvisionedConcurrencyRecord>>;
+    /// Lists a function's configurations ordered by qualifier.
+    async fn list_provisioned_concurrency(&self, function_id: Uuid) -> Result<Vec<ProvisionedConcurrencyRecord>>;
+    /// Lists the configurations of every function, for the warm pool manager.
+    async fn list_all_provisioned_concurrency(&self) -> Result<Vec<ProvisionedConcurrencyRecord>>;
+    /// Returns false when there was no such configuration.
+    async fn delete_provisioned_concurrency(&self, function_id: Uuid, qualifier: &str) -> Result<bool>;
+    /// Records the resolved version and status of a configuration. Returns false
+    /// when the configuration no longer exists, or when its `requested` is no longer
+    /// `expected_requested` because a newer PUT replaced it.
+    async fn update_provisioned_status(
+        &self,
+        function_id: Uuid,
+        qualifier: &str,
+        expected_requested: u32,
+        resolved_version: &str,
+        status: ProvisionedStatus,
+        status_reason: Option<&str>,
+    ) -> Result<bool>;
 }

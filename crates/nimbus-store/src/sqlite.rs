@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::{
     min_unreserved_concurrency, Account, AccountUsage, AliasRecord, AsyncEvent, ControlStore, InvocationRecord,
-    LogEvent, LogQuery, Result, StoreError,
+    LogEvent, LogQuery, ProvisionedConcurrencyRecord, ProvisionedStatus, Result, StoreError,
 };
 
 pub struct SqliteStore {
@@ -36,6 +36,9 @@ const VERSION_COLUMNS: &str = "v.version_id, v.function_id, v.version_number, v.
     c.memory_mb, c.timeout_seconds, c.ephemeral_storage_mb, c.environment_variables, c.vpc_config, \
     c.layers, c.dead_letter_queue, c.tracing_mode \
     FROM function_versions v JOIN function_configs c ON c.version_id = v.version_id";
+
+const PROVISIONED_COLUMNS: &str = "function_id, qualifier, resolved_version, requested, status, status_reason, \
+    created_at, updated_at FROM provisioned_concurrency";
 
 const ACCOUNT_COLUMNS: &str = "account_id, name, account_number, concurrency_limit, created_at FROM accounts";
 
@@ -178,6 +181,21 @@ fn log_event_from_row(row: &SqliteRow) -> Result<LogEvent> {
         request_id: row.try_get("request_id")?,
         timestamp_ms: row.try_get("timestamp_ms")?,
         message: row.try_get("message")?,
+    })
+}
+
+fn provisioned_from_row(row: &SqliteRow) -> Result<ProvisionedConcurrencyRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(ProvisionedConcurrencyRecord {
+        function_id: parse_uuid(row.try_get("function_id")?)?,
+        qualifier: row.try_get("qualifier")?,
+        resolved_version: row.try_get("resolved_version")?,
+        requested: row.try_get::<i64, _>("requested")? as u32,
+        status: ProvisionedStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("provisioned concurrency status '{status}'")))?,
+        status_reason: row.try_get("status_reason")?,
+        created_at: parse_timestamp(row.try_get("created_at")?)?,
+        updated_at: parse_timestamp(row.try_get("updated_at")?)?,
     })
 }
 
@@ -541,6 +559,7 @@ impl ControlStore for SqliteStore {
         let id = function_id.to_string();
         for statement in [
             "DELETE FROM aliases WHERE function_id = $1",
+            "DELETE FROM provisioned_concurrency WHERE function_id = $1",
             "DELETE FROM event_source_mappings WHERE function_id = $1",
             "DELETE FROM function_configs WHERE function_id = $1",
             "DELETE FROM function_versions WHERE function_id = $1",
@@ -966,5 +985,88 @@ impl ControlStore for SqliteStore {
             .fetch_one(&self.reader)
             .await?;
         Ok(count as u64)
+    }
+
+    async fn put_provisioned_concurrency(&self, config: &ProvisionedConcurrencyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO provisioned_concurrency (function_id, qualifier, resolved_version, requested, status, \
+             status_reason, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (function_id, qualifier) DO UPDATE SET resolved_version = excluded.resolved_version, \
+             requested = excluded.requested, status = excluded.status, status_reason = excluded.status_reason, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(config.function_id.to_string())
+        .bind(&config.qualifier)
+        .bind(&config.resolved_version)
+        .bind(config.requested as i64)
+        .bind(config.status.as_str())
+        .bind(&config.status_reason)
+        .bind(timestamp(config.created_at))
+        .bind(timestamp(config.updated_at))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_provisioned_concurrency(
+        &self,
+        function_id: Uuid,
+        qualifier: &str,
+    ) -> Result<Option<ProvisionedConcurrencyRecord>> {
+        let row = sqlx::query(&format!("SELECT {PROVISIONED_COLUMNS} WHERE function_id = $1 AND qualifier = $2"))
+            .bind(function_id.to_string())
+            .bind(qualifier)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(provisioned_from_row).transpose()
+    }
+
+    async fn list_provisioned_concurrency(&self, function_id: Uuid) -> Result<Vec<ProvisionedConcurrencyRecord>> {
+        let rows = sqlx::query(&format!("SELECT {PROVISIONED_COLUMNS} WHERE function_id = $1 ORDER BY qualifier"))
+            .bind(function_id.to_string())
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(provisioned_from_row).collect()
+    }
+
+    async fn list_all_provisioned_concurrency(&self) -> Result<Vec<ProvisionedConcurrencyRecord>> {
+        let rows = sqlx::query(&format!("SELECT {PROVISIONED_COLUMNS} ORDER BY function_id, qualifier"))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(provisioned_from_row).collect()
+    }
+
+    async fn delete_provisioned_concurrency(&self, function_id: Uuid, qualifier: &str) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM provisioned_concurrency WHERE function_id = $1 AND qualifier = $2")
+            .bind(function_id.to_string())
+            .bind(qualifier)
+            .execute(&self.writer)
+            .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn update_provisioned_status(
+        &self,
+        function_id: Uuid,
+        qualifier: &str,
+        expected_requested: u32,
+        resolved_version: &str,
+        status: ProvisionedStatus,
+        status_reason: Option<&str>,
+    ) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE provisioned_concurrency SET resolved_version = $1, status = $2, status_reason = $3, \
+             updated_at = $4 WHERE function_id = $5 AND qualifier = $6 AND requested = $7",
+        )
+        .bind(resolved_version)
+        .bind(status.as_str())
+        .bind(status_reason)
+        .bind(timestamp(now()))
+        .bind(function_id.to_string())
+        .bind(qualifier)
+        .bind(expected_requested as i64)
+        .execute(&self.writer)
+        .await?;
+        Ok(updated.rows_affected() > 0)
     }
 }

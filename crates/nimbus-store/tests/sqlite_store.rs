@@ -1176,3 +1176,98 @@ async fn store_reopen_keeps_data() {
     let live = store.get_alias(record.function_id, "live").await.unwrap();
     assert_eq!(live, Some(alias("live", "1", None)));
 }
+
+// Provisioned concurrency
+
+fn provisioned(function_id: Uuid, qualifier: &str, requested: u32) -> nimbus_store::ProvisionedConcurrencyRecord {
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    nimbus_store::ProvisionedConcurrencyRecord {
+        function_id,
+        qualifier: qualifier.to_string(),
+        resolved_version: "1".to_string(),
+        requested,
+        status: nimbus_store::ProvisionedStatus::InProgress,
+        status_reason: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+#[tokio::test]
+async fn provisioned_put_get_list_delete() {
+    let (_dir, store) = open_store().await;
+    let account = create_account(&store, "acme").await;
+    let function = insert(&store, account.account_id, "worker").await;
+    let prod = provisioned(function.function_id, "prod", 2);
+    store.put_provisioned_concurrency(&prod).await.unwrap();
+    store
+        .put_provisioned_concurrency(&provisioned(function.function_id, "1", 1))
+        .await
+        .unwrap();
+
+    let found = store.get_provisioned_concurrency(function.function_id, "prod").await.unwrap();
+    assert_eq!(found, Some(prod.clone()));
+    let listed = store.list_provisioned_concurrency(function.function_id).await.unwrap();
+    let qualifiers: Vec<&str> = listed.iter().map(|c| c.qualifier.as_str()).collect();
+    assert_eq!(qualifiers, ["1", "prod"]);
+    assert_eq!(store.list_all_provisioned_concurrency().await.unwrap().len(), 2);
+
+    let mut replaced = provisioned(function.function_id, "prod", 5);
+    replaced.created_at = OffsetDateTime::UNIX_EPOCH;
+    store.put_provisioned_concurrency(&replaced).await.unwrap();
+    let found = store
+        .get_provisioned_concurrency(function.function_id, "prod")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.requested, 5);
+    assert_eq!(found.created_at, prod.created_at, "a replacement keeps created_at");
+
+    assert!(store.delete_provisioned_concurrency(function.function_id, "prod").await.unwrap());
+    assert!(!store.delete_provisioned_concurrency(function.function_id, "prod").await.unwrap());
+    assert_eq!(store.get_provisioned_concurrency(function.function_id, "prod").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn provisioned_status_update_checks_requested() {
+    let (_dir, store) = open_store().await;
+    let account = create_account(&store, "acme").await;
+    let function = insert(&store, account.account_id, "worker").await;
+    store
+        .put_provisioned_concurrency(&provisioned(function.function_id, "prod", 2))
+        .await
+        .unwrap();
+
+    let failed = nimbus_store::ProvisionedStatus::Failed;
+    let stale = store
+        .update_provisioned_status(function.function_id, "prod", 3, "2", failed, Some("stale"))
+        .await
+        .unwrap();
+    assert!(!stale, "an update for another requested count is ignored");
+    let applied = store
+        .update_provisioned_status(function.function_id, "prod", 2, "2", failed, Some("init failed"))
+        .await
+        .unwrap();
+    assert!(applied);
+    let found = store
+        .get_provisioned_concurrency(function.function_id, "prod")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.status, failed);
+    assert_eq!(found.status_reason.as_deref(), Some("init failed"));
+    assert_eq!(found.resolved_version, "2");
+}
+
+#[tokio::test]
+async fn provisioned_deleted_with_function() {
+    let (_dir, store) = open_store().await;
+    let account = create_account(&store, "acme").await;
+    let function = insert(&store, account.account_id, "worker").await;
+    store
+        .put_provisioned_concurrency(&provisioned(function.function_id, "prod", 1))
+        .await
+        .unwrap();
+    store.delete_function(function.function_id).await.unwrap();
+    assert!(store.list_all_provisioned_concurrency().await.unwrap().is_empty());
+}

@@ -14,6 +14,7 @@ pub fn slot_environment(
     slot_id: &str,
     layout: &SlotLayout,
     offer: &RuntimeOffer,
+    initialization_type: &str,
 ) -> Vec<(String, String)> {
     let settings = &request.settings;
     let task_root = layout.task_root.display().to_string();
@@ -37,7 +38,7 @@ pub fn slot_environment(
             format!("/aws/lambda/{}", request.function_name),
         ),
         ("AWS_LAMBDA_LOG_STREAM_NAME".into(), log_stream),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), initialization_type.into()),
         ("AWS_EXECUTION_ENV".into(), format!("AWS_Lambda_{}", settings.runtime)),
         ("AWS_REGION".into(), region.to_string()),
         ("AWS_DEFAULT_REGION".into(), region.to_string()),

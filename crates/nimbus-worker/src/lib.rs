@@ -4,11 +4,13 @@
 //!
 //! A slot serves one function version with one configuration. After a success or a
 //! function error it goes back to the warm pool. After a timeout, an exit or a
-//! failed init it is destroyed. Idle slots expire after the configured TTL.
+//! failed init it is destroyed. Idle slots expire after the configured TTL, except
+//! provisioned slots (see [`Worker::prewarm`]), which stay until they are retired.
 
 mod cache;
 mod env;
 pub mod logs;
+mod provisioned;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,6 +28,7 @@ use uuid::Uuid;
 
 pub use cache::{CacheCounts, CacheTier, CodeCache};
 pub use logs::LogLine;
+pub use provisioned::{PrewarmError, ProvisionedCounts, ProvisionedTarget};
 
 /// Lambda limits the init phase of on-demand environments to 10 seconds.
 pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -157,8 +160,12 @@ struct Slot {
     control: Arc<dyn SlotControl>,
     api: RuntimeApi,
     logs: logs::LogCollector,
+    created: Instant,
     last_used: Instant,
     invocations: u64,
+    /// The target of a slot started by [`Worker::prewarm`]. Such a slot is exempt
+    /// from the idle TTL and from eviction.
+    provisioned: Option<ProvisionedTarget>,
 }
 
 #[derive(Default)]
@@ -166,12 +173,16 @@ struct Pool {
     idle: HashMap<SlotKey, Vec<Slot>>,
     /// Idle plus busy slots.
     total: usize,
+    /// Busy and initializing provisioned slots of each target. Idle ones are in `idle`.
+    provisioned: HashMap<ProvisionedTarget, provisioned::TargetState>,
 }
 
 /// Counters for metrics and tests.
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     pub cold_starts: AtomicU64,
+    /// Slots initialized by [`Worker::prewarm`], which are not counted as cold starts.
+    pub provisioned_inits: AtomicU64,
     pub warm_starts: AtomicU64,
     pub slots_destroyed: AtomicU64,
 }
@@ -183,6 +194,8 @@ pub struct Worker {
     cache: CodeCache,
     runtime_dir: PathBuf,
     pool: Mutex<Pool>,
+    /// Origin of the timestamps given to the warm pool planner.
+    epoch: Instant,
     pub stats: WorkerStats,
 }
 
@@ -204,6 +217,12 @@ fn init_error_type(header: Option<String>, body: &[u8]) -> String {
 fn error_type_in_body(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     value.get("errorType")?.as_str().map(str::to_string)
+}
+
+/// Reads `errorMessage` from an error JSON that a runtime posted.
+fn error_message_in_body(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("errorMessage")?.as_str().map(str::to_string)
 }
 
 fn exit_description(exit: SlotExit) -> String {
@@ -257,6 +276,7 @@ impl Worker {
             cache,
             runtime_dir,
             pool: Mutex::new(Pool::default()),
+            epoch: Instant::now(),
             stats: WorkerStats::default(),
         });
         worker.clone().start_reaper();
@@ -304,14 +324,16 @@ impl Worker {
         });
     }
 
-    /// Destroys idle slots unused for longer than the TTL.
+    /// Destroys idle on-demand slots unused for longer than the TTL.
     pub fn expire_idle_slots(&self) {
         let ttl = self.config.idle_ttl;
         let expired: Vec<Slot> = {
             let mut pool = self.pool.lock().expect("pool lock");
             let mut expired = Vec::new();
             for slots in pool.idle.values_mut() {
-                let (old, fresh): (Vec<Slot>, Vec<Slot>) = slots.drain(..).partition(|s| s.last_used.elapsed() > ttl);
+                let (old, fresh): (Vec<Slot>, Vec<Slot>) = slots
+                    .drain(..)
+                    .partition(|s| s.provisioned.is_none() && s.last_used.elapsed() > ttl);
                 *slots = fresh;
                 expired.extend(old);
             }
@@ -334,16 +356,30 @@ impl Worker {
 
     /// Removes a busy slot from the count after it was destroyed.
     fn forget(&self, slot: Slot) {
-        self.pool.lock().expect("pool lock").total -= 1;
+        {
+            let mut pool = self.pool.lock().expect("pool lock");
+            pool.total -= 1;
+            if let Some(target) = &slot.provisioned {
+                pool.end_provisioned_busy(target);
+            }
+        }
         self.destroy(slot);
     }
 
+    /// Takes an idle slot, a provisioned one when there is one, as Lambda serves
+    /// invocations from provisioned concurrency first.
     fn take_idle(&self, key: &SlotKey) -> Option<Slot> {
         let mut pool = self.pool.lock().expect("pool lock");
         let slots = pool.idle.get_mut(key)?;
-        let slot = slots.pop();
+        let slot = match slots.iter().rposition(|s| s.provisioned.is_some()) {
+            Some(index) => Some(slots.remove(index)),
+            None => slots.pop(),
+        };
         if slots.is_empty() {
             pool.idle.remove(key);
+        }
+        if let Some(target) = slot.as_ref().and_then(|s| s.provisioned.clone()) {
+            pool.start_provisioned_busy(&target);
         }
         slot
     }
@@ -365,17 +401,19 @@ impl Worker {
 
     fn release(&self, key: SlotKey, mut slot: Slot) {
         slot.last_used = Instant::now();
-        self.pool
-            .lock()
-            .expect("pool lock")
-            .idle
-            .entry(key)
-            .or_default()
-            .push(slot);
+        let mut pool = self.pool.lock().expect("pool lock");
+        if let Some(target) = slot.provisioned.clone() {
+            // A target that lost its configuration while the slot was busy keeps
+            // the slot as an on-demand one, subject to the idle TTL.
+            if !pool.end_provisioned_busy(&target) {
+                slot.provisioned = None;
+            }
+        }
+        pool.idle.entry(key).or_default().push(slot);
     }
 
-    /// Reserves room for a new slot, evicting the least recently used idle slot of
-    /// another function version when the worker is full.
+    /// Reserves room for a new slot, evicting the least recently used idle on-demand
+    /// slot when the worker is full. Provisioned slots are never evicted.
     fn reserve_slot(&self) -> Result<(), WorkerError> {
         let evicted = {
             let mut pool = self.pool.lock().expect("pool lock");
@@ -390,6 +428,7 @@ impl Worker {
                     slots
                         .iter()
                         .enumerate()
+                        .filter(|(_, s)| s.provisioned.is_none())
                         .map(move |(i, s)| (key.clone(), i, s.last_used))
                 })
                 .min_by_key(|(_, _, last_used)| *last_used);
@@ -424,7 +463,7 @@ impl Worker {
                 self.check_runtime(&request.settings.runtime)?;
                 self.reserve_slot()?;
                 self.stats.cold_starts.fetch_add(1, Ordering::Relaxed);
-                match self.cold_start(&request).await {
+                match self.cold_start(&request, None).await {
                     Ok(Ok((slot, timing))) => (slot, Some(timing)),
                     Ok(Err(failed)) => {
                         self.pool.lock().expect("pool lock").total -= 1;
@@ -440,7 +479,13 @@ impl Worker {
         Ok(self.run(key, slot, cold_start, request, started_at).await)
     }
 
-    fn slot_spec(&self, request: &InvokeRequest, slot_id: &str, code_dir: PathBuf) -> Result<SlotSpec, WorkerError> {
+    fn slot_spec(
+        &self,
+        request: &InvokeRequest,
+        slot_id: &str,
+        code_dir: PathBuf,
+        initialization_type: &str,
+    ) -> Result<SlotSpec, WorkerError> {
         let offer = self
             .catalog
             .get(&request.settings.runtime)
@@ -460,20 +505,35 @@ impl Worker {
         };
         let layout = self.backend.layout(&spec);
         spec.argv = offer.command(&layout.runtime_root, &layout.task_root);
-        spec.env = env::slot_environment(request, &self.config.region, slot_id, &layout, offer);
+        spec.env = env::slot_environment(
+            request,
+            &self.config.region,
+            slot_id,
+            &layout,
+            offer,
+            initialization_type,
+        );
         Ok(spec)
     }
 
     /// Starts a slot and waits for its runtime to ask for the first event. A failed
     /// init is returned as `Ok(Err(..))`, because it is the function's failure.
-    async fn cold_start(&self, request: &InvokeRequest) -> Result<Result<(Slot, ColdStart), FailedInit>, WorkerError> {
+    async fn cold_start(
+        &self,
+        request: &InvokeRequest,
+        provisioned: Option<ProvisionedTarget>,
+    ) -> Result<Result<(Slot, ColdStart), FailedInit>, WorkerError> {
         let slot_id = Uuid::new_v4().simple().to_string();
         let code_started = Instant::now();
         let (code_dir, code_tier) = self.cache.ensure(&request.code.sha256).await?;
         let code_ms = elapsed_ms(code_started);
 
         let sandbox_started = Instant::now();
-        let spec = self.slot_spec(request, &slot_id, code_dir)?;
+        let initialization_type = match provisioned {
+            Some(_) => "provisioned-concurrency",
+            None => "on-demand",
+        };
+        let spec = self.slot_spec(request, &slot_id, code_dir, initialization_type)?;
         // Spawning blocks until the runtime has started, so it runs off the async threads.
         let backend = self.backend.clone();
         let process = tokio::task::spawn_blocking(move || backend.spawn(&spec))
@@ -519,8 +579,10 @@ impl Worker {
             control,
             api,
             logs,
+            created: Instant::now(),
             last_used: Instant::now(),
             invocations: 0,
+            provisioned,
         };
         let timing = ColdStart {
             code_ms,

@@ -36,6 +36,17 @@ impl Server {
         server
     }
 
+    /// Starts a server like [`Server::start`], with extra server arguments.
+    pub fn start_with_args(extra: &[&str]) -> Server {
+        let temp = tempfile::tempdir().expect("create data dir");
+        let data_dir = temp.path().to_path_buf();
+        let mut args = vec!["--api-key", API_KEY];
+        args.extend_from_slice(extra);
+        let mut server = Server::start_in(&data_dir, &args, &[]);
+        server._temp = Some(temp);
+        server
+    }
+
     /// Starts a server on `data_dir` with extra arguments and environment variables.
     /// The data directory is not removed when the server stops.
     pub fn start_in(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
