@@ -18,9 +18,13 @@ use uuid::Uuid;
 
 use crate::admission;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::fleet::StartedInvocation;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::functions::{find_alias, find_function, find_version, QualifierQuery};
 use crate::AppState;
+
+/// Throttle reason of a cold start beyond the function's burst limit.
+pub const BURST_LIMIT_REASON: &str = "FunctionInvocationRateLimitExceeded";
 
 /// Largest synchronous payload: 6 MB, as Lambda.
 pub const MAX_SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -191,7 +195,11 @@ fn check_payload(body: Bytes) -> ApiResult<Bytes> {
 fn worker_error(error: WorkerError, function: &str) -> ApiError {
     match error {
         WorkerError::RuntimeNotOffered { .. } => ApiError::InvalidRuntime(error.to_string()),
-        WorkerError::NoCapacity { .. } => ApiError::TooManyRequests {
+        WorkerError::BurstLimitExceeded { .. } => ApiError::TooManyRequests {
+            message: error.to_string(),
+            reason: BURST_LIMIT_REASON,
+        },
+        WorkerError::NoCapacity { .. } | WorkerError::NoFeasibleHost(_) => ApiError::TooManyRequests {
             message: error.to_string(),
             reason: "NoCapacityAvailable",
         },
@@ -278,6 +286,38 @@ pub fn record_throttle(
     state.recorder.record(record, Vec::new());
 }
 
+/// Places an invocation on a worker host and claims its slot there, within the
+/// function's burst limit for cold starts. Feeds the warm pool's predictor and the
+/// placement and scaling counters.
+fn start_on_host(state: &AppState, request: &InvokeRequest) -> Result<StartedInvocation, WorkerError> {
+    let function_id = request.function_id;
+    state.warm_pool.record_arrival(request);
+    let scaling = &state.scaling;
+    let started = state.fleet.start_invoke(request.clone(), || {
+        if scaling.admit_new_environments(function_id, 1) == 1 {
+            return Ok(());
+        }
+        Err(WorkerError::BurstLimitExceeded {
+            function: request.function_name.clone(),
+            limit: scaling.burst_limit(),
+            interval_s: scaling.burst_interval().as_secs(),
+        })
+    });
+    match &started {
+        Ok(started) if !started.warm => state.metrics.count_placement(started.host),
+        Ok(_) => {}
+        Err(error) => {
+            if matches!(error, WorkerError::NoFeasibleHost(_)) {
+                state.metrics.count_placement_failure();
+            }
+            // A rejected arrival completes at once, as the predictor expects.
+            state.warm_pool.record_completion(function_id, std::time::Duration::ZERO);
+            state.scaling.record_throttle(function_id);
+        }
+    }
+    started
+}
+
 /// Runs one invocation on the worker in its own task, so a caller that disconnects
 /// does not abandon a slot mid-event, and records it. The task owns the concurrency
 /// lease, so the lease is released when the invocation ends, however it ends, and
@@ -290,13 +330,28 @@ pub async fn run_invocation(
     invocation_type: &'static str,
     lease: Lease,
 ) -> Result<InvokeResult, WorkerError> {
-    let worker = state.worker.clone();
+    let function_key = request.function_id;
+    let started = match start_on_host(state, &request) {
+        Ok(started) => started,
+        Err(error) => {
+            let outcome = Err(error);
+            state.metrics.observe_invocation(&account.name, &request.function_name, &outcome);
+            return outcome;
+        }
+    };
+    let (run, cold) = (started.run, !started.warm);
+    state.scaling.record_start(function_key, cold);
+    let scaling = state.scaling.clone();
+    let warm_pool = state.warm_pool.clone();
     let recorder = state.recorder.clone();
     let metrics = state.metrics.clone();
     let account = account.clone();
     let task = tokio::spawn(async move {
         let _lease = lease;
-        let outcome = worker.invoke(request.clone()).await;
+        let invoke_started = std::time::Instant::now();
+        let outcome = run.await;
+        warm_pool.record_completion(function_key, invoke_started.elapsed());
+        scaling.record_end(function_key);
         metrics.observe_invocation(&account.name, &request.function_name, &outcome);
         let result = outcome?;
         let (record, logs) = record_of(&result, &account, function_id, &request, invocation_type);
@@ -339,7 +394,7 @@ fn cold_start_header(result: &InvokeResult) -> Option<String> {
         (status = 404, description = "No such function, version or alias", body = ErrorBody),
         (status = 409, description = "The function is not Active", body = ErrorBody),
         (status = 413, description = "Payload too large", body = ErrorBody),
-        (status = 429, description = "Throttled: the reserved or account concurrency is in use, or no execution slot is free; `reason` names the limit", body = ErrorBody),
+        (status = 429, description = "Throttled: the reserved or account concurrency is in use, no worker host can start an execution environment, or the function's burst limit of new environments is used up; `reason` names the limit", body = ErrorBody),
         (status = 502, description = "The runtime is not available on this server", body = ErrorBody),
     )
 )]
@@ -380,7 +435,7 @@ pub async fn invoke(
     let function = find_function(&state, &account, &name).await?;
     let target = resolve_target(&state, &account, &function, query.qualifier.as_deref()).await?;
     state
-        .worker
+        .fleet
         .check_runtime(&target.settings.runtime)
         .map_err(|e| worker_error(e, &name))?;
     let request_id = Uuid::new_v4().to_string();
@@ -492,6 +547,9 @@ pub async fn invoke(
                     "x-log-result",
                     HeaderValue::from_str(&tail).expect("base64 is a valid header"),
                 );
+            }
+            if let Ok(host) = HeaderValue::from_str(&result.host_id.to_string()) {
+                headers.insert("x-worker", host);
             }
             if let Some(cold) = cold_start_header(&result).and_then(|v| HeaderValue::from_str(&v).ok()) {
                 headers.insert("x-cold-start", cold);

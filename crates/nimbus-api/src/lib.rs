@@ -11,6 +11,7 @@ mod concurrency;
 pub mod dispatcher;
 pub mod error;
 mod extract;
+pub mod fleet;
 mod functions;
 pub mod invoke;
 mod logs;
@@ -19,8 +20,10 @@ mod packages;
 pub mod provisioned;
 pub mod recorder;
 mod sandbox;
+pub mod scaling;
 pub mod server;
 mod versions;
+pub mod warm_pool;
 
 use std::sync::Arc;
 
@@ -45,7 +48,8 @@ pub struct AppState {
     /// Region named in ARNs.
     pub region: String,
     pub package_limits: PackageLimits,
-    pub worker: Arc<nimbus_worker::Worker>,
+    /// The worker hosts and placement over them.
+    pub fleet: Arc<fleet::Fleet>,
     pub recorder: recorder::Recorder,
     /// Wakes the async dispatcher when an event is queued.
     pub dispatcher_wakeup: Arc<tokio::sync::Notify>,
@@ -54,6 +58,10 @@ pub struct AppState {
     /// Cached sums of each account's reserved concurrency.
     pub reservations: Arc<admission::ReservationTotals>,
     pub metrics: Arc<metrics::Metrics>,
+    /// The dynamic warm pool of functions without provisioned concurrency.
+    pub warm_pool: Arc<warm_pool::DynamicPool>,
+    /// The scaling controller and the burst limit.
+    pub scaling: Arc<scaling::Scaling>,
 }
 
 /// Largest JSON body: a 50 MB zip grows by a third in base64, plus the other fields.

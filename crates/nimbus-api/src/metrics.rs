@@ -2,7 +2,8 @@
 //! `GET /metrics` in the Prometheus text format 0.0.4.
 //!
 //! Labels are bounded: account and function names, statuses, throttle reasons,
-//! cold-start phases and cache tiers, never request ids. A deleted function's series
+//! cold-start phases, cache tiers, worker host ids, slot states and warm pool and
+//! scaling actions, never request ids. A deleted function's series
 //! stay until the server restarts.
 
 use std::collections::HashMap;
@@ -13,7 +14,9 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use nimbus_store::Account;
-use nimbus_worker::{InvokeResult, Worker, WorkerError};
+use nimbus_worker::{HostId, InvokeResult, WorkerError};
+
+use crate::fleet::Fleet;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -57,6 +60,21 @@ struct PhaseLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostLabels {
+    host: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AccountLabels {
     account: String,
 }
@@ -78,6 +96,10 @@ pub struct Metrics {
     warm_slots: Gauge,
     busy_slots: Gauge,
     queue_depth: Gauge,
+    placements: Family<HostLabels, Counter>,
+    placement_failures: Counter,
+    warm_pool_actions: Family<ActionLabels, Counter>,
+    scaling_decisions: Family<DecisionLabels, Counter>,
     /// Names of the accounts that invoked since the start, for the concurrency gauge.
     accounts: Mutex<HashMap<Uuid, String>>,
     /// Serializes scrapes, which set gauges before encoding them.
@@ -85,9 +107,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Creates the registry. The code cache counters are read from `worker` at each
-    /// scrape.
-    pub fn new(worker: Arc<Worker>) -> Metrics {
+    /// Creates the registry. The code cache and slot transition counters are read
+    /// from the hosts of `fleet` at each scrape.
+    pub fn new(fleet: Arc<Fleet>) -> Metrics {
         let mut registry = Registry::default();
         let invocations = Family::<StatusLabels, Counter>::default();
         let errors = Family::<StatusLabels, Counter>::default();
@@ -99,6 +121,10 @@ impl Metrics {
         let warm_slots = Gauge::default();
         let busy_slots = Gauge::default();
         let queue_depth = Gauge::default();
+        let placements = Family::<HostLabels, Counter>::default();
+        let placement_failures = Counter::default();
+        let warm_pool_actions = Family::<ActionLabels, Counter>::default();
+        let scaling_decisions = Family::<DecisionLabels, Counter>::default();
 
         registry.register(
             "nimbus_invocations",
@@ -145,7 +171,27 @@ impl Metrics {
             "Asynchronous events stored and not yet finished, including those waiting for a retry",
             queue_depth.clone(),
         );
-        registry.register_collector(Box::new(CodeCacheCollector { worker }));
+        registry.register(
+            "nimbus_placements",
+            "Cold starts that placement sent to a worker host",
+            placements.clone(),
+        );
+        registry.register(
+            "nimbus_placement_failures",
+            "Cold starts rejected with 429 NoCapacityAvailable because no worker host was feasible",
+            placement_failures.clone(),
+        );
+        registry.register(
+            "nimbus_warm_pool_actions",
+            "Slots that the dynamic warm pool pre-warmed (prewarm) or expired (expire)",
+            warm_pool_actions.clone(),
+        );
+        registry.register(
+            "nimbus_scaling_decisions",
+            "Scaling controller decisions that changed a function's slots, by decision: scale_up or scale_down",
+            scaling_decisions.clone(),
+        );
+        registry.register_collector(Box::new(HostCollector { fleet }));
 
         Metrics {
             registry,
@@ -158,6 +204,10 @@ impl Metrics {
             warm_slots,
             busy_slots,
             queue_depth,
+            placements,
+            placement_failures,
+            warm_pool_actions,
+            scaling_decisions,
             accounts: Mutex::new(HashMap::new()),
             scrape: tokio::sync::Mutex::new(()),
         }
@@ -169,6 +219,33 @@ impl Metrics {
         accounts
             .entry(account.account_id)
             .or_insert_with(|| account.name.clone());
+    }
+
+    /// Counts one cold start that placement sent to `host`.
+    pub fn count_placement(&self, host: HostId) {
+        self.placements
+            .get_or_create(&HostLabels { host: host.to_string() })
+            .inc();
+    }
+
+    pub fn count_placement_failure(&self) {
+        self.placement_failures.inc();
+    }
+
+    /// Counts `slots` slots that one dynamic warm pool action started or expired.
+    pub fn count_warm_pool_action(&self, action: &str, slots: u64) {
+        if slots == 0 {
+            return;
+        }
+        self.warm_pool_actions
+            .get_or_create(&ActionLabels { action: action.to_string() })
+            .inc_by(slots);
+    }
+
+    pub fn count_scaling_decision(&self, decision: &str) {
+        self.scaling_decisions
+            .get_or_create(&DecisionLabels { decision: decision.to_string() })
+            .inc();
     }
 
     /// Counts one invocation attempt that was rejected with 429.
@@ -186,8 +263,12 @@ impl Metrics {
     pub fn observe_invocation(&self, account: &str, function: &str, outcome: &Result<InvokeResult, WorkerError>) {
         let status = match outcome {
             Ok(result) => result.status.as_str(),
-            Err(WorkerError::NoCapacity { .. }) => {
+            Err(WorkerError::NoCapacity { .. } | WorkerError::NoFeasibleHost(_)) => {
                 self.count_throttle(account, function, "NoCapacityAvailable");
+                return;
+            }
+            Err(WorkerError::BurstLimitExceeded { .. }) => {
+                self.count_throttle(account, function, crate::invoke::BURST_LIMIT_REASON);
                 return;
             }
             Err(_) => SERVICE_ERROR_STATUS,
@@ -243,7 +324,7 @@ impl Metrics {
                 .set(in_use as i64);
         }
 
-        let (idle, busy) = state.worker.slot_counts();
+        let (idle, busy) = state.fleet.slot_counts();
         self.warm_slots.set(idle as i64);
         self.busy_slots.set(busy as i64);
         match state.store.count_events().await {
@@ -261,20 +342,53 @@ impl Metrics {
     }
 }
 
-/// Exports the worker's code cache counters, which the worker keeps itself.
-struct CodeCacheCollector {
-    worker: Arc<Worker>,
+/// Exports the counters that the worker hosts keep themselves: code cache lookups
+/// and slot state transitions, summed over the hosts.
+struct HostCollector {
+    fleet: Arc<Fleet>,
 }
 
-impl std::fmt::Debug for CodeCacheCollector {
+impl std::fmt::Debug for HostCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CodeCacheCollector").finish_non_exhaustive()
+        f.debug_struct("HostCollector").finish_non_exhaustive()
     }
 }
 
-impl Collector for CodeCacheCollector {
+impl HostCollector {
+    fn encode_transitions(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut totals: HashMap<(&'static str, &'static str), u64> = HashMap::new();
+        for host in self.fleet.hosts() {
+            for (from, to, count) in host.transition_counters().accepted_pairs() {
+                *totals.entry((from.as_str(), to.as_str())).or_default() += count;
+            }
+        }
+        let mut pairs: Vec<_> = totals.into_iter().collect();
+        pairs.sort();
+        let mut metric = encoder.encode_descriptor(
+            "nimbus_slot_transitions",
+            "Execution slot state changes, by from and to state",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((from, to), count) in pairs {
+            let labels = [("from", from), ("to", to)];
+            ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Collector for HostCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let counts = self.worker.cache().counts();
+        self.encode_transitions(&mut encoder)?;
+        let mut counts = nimbus_worker::CacheCounts::default();
+        for host in self.fleet.hosts() {
+            let host_counts = host.cache_counts();
+            counts.l1_hits += host_counts.l1_hits;
+            counts.l1_misses += host_counts.l1_misses;
+            counts.origin_hits += host_counts.origin_hits;
+            counts.origin_misses += host_counts.origin_misses;
+        }
         let series = [
             (
                 "nimbus_code_cache_hits",

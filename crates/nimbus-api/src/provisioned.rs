@@ -88,7 +88,7 @@ pub struct ProvisionedQuery {
 
 fn view(state: &AppState, config: &ProvisionedConcurrencyRecord) -> ProvisionedConcurrencyConfig {
     let target = ProvisionedTarget::new(config.function_id, &config.resolved_version);
-    let counts = state.worker.provisioned_counts(&target);
+    let counts = state.fleet.provisioned_counts(&target);
     ProvisionedConcurrencyConfig {
         qualifier: config.qualifier.clone(),
         requested: config.requested,
@@ -297,7 +297,7 @@ pub async fn delete_provisioned_concurrency(
         .delete_provisioned_concurrency(function.function_id, &qualifier)
         .await?;
     let target = ProvisionedTarget::new(function.function_id, &config.resolved_version);
-    let retired = state.worker.retire_provisioned(&target);
+    let retired = state.fleet.retire_provisioned(&target);
     tracing::info!(function = %name, %qualifier, version = %config.resolved_version, retired,
         "provisioned concurrency removed");
     Ok(StatusCode::NO_CONTENT)
@@ -329,16 +329,17 @@ pub fn start(state: AppState, interval: Duration) {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            if let Err(error) = reconcile_all(&state).await {
-                tracing::error!(%error, "warm pool manager pass failed; retrying on the next tick");
+            match reconcile_all(&state).await {
+                Ok(provisioned) => state.warm_pool.reconcile(&state, &provisioned).await,
+                Err(error) => tracing::error!(%error, "warm pool manager pass failed; retrying on the next tick"),
             }
         }
     });
 }
 
 /// Reconciles every configuration, then retires the provisioned slots of versions
-/// that no configuration names.
-async fn reconcile_all(state: &AppState) -> ApiResult<()> {
+/// that no configuration names. Returns the functions that have a configuration.
+async fn reconcile_all(state: &AppState) -> ApiResult<HashSet<Uuid>> {
     let _guard = MANAGER_LOCK.lock().await;
     let configs = state.store.list_all_provisioned_concurrency().await?;
     let mut by_function: HashMap<Uuid, Vec<ProvisionedConcurrencyRecord>> = HashMap::new();
@@ -346,6 +347,7 @@ async fn reconcile_all(state: &AppState) -> ApiResult<()> {
         by_function.entry(config.function_id).or_default().push(config);
     }
     let mut configured = HashSet::new();
+    let provisioned_functions: HashSet<Uuid> = by_function.keys().copied().collect();
     for (function_id, configs) in by_function {
         let Some(function) = state.store.get_function_by_id(function_id).await? else {
             continue;
@@ -355,11 +357,11 @@ async fn reconcile_all(state: &AppState) -> ApiResult<()> {
         };
         configured.extend(reconcile_configs(state, &function, &account, configs).await);
     }
-    let retired = state.worker.retain_provisioned(&configured);
+    let retired = state.fleet.retain_provisioned(&configured);
     if retired > 0 {
         tracing::info!(retired, "retired provisioned slots of versions no configuration names");
     }
-    Ok(())
+    Ok(provisioned_functions)
 }
 
 /// Reconciles the configurations of one function at once, so a new configuration
@@ -485,9 +487,9 @@ async fn reconcile(
         return Some(target);
     }
 
-    let deficit = state.worker.plan_provisioned(&target, config.requested);
+    let deficit = state.fleet.plan_provisioned(&target, config.requested);
     if deficit == 0 {
-        let counts = state.worker.provisioned_counts(&target);
+        let counts = state.fleet.provisioned_counts(&target);
         if counts.allocated() >= config.requested as usize {
             set_status(state, &mut config, ProvisionedStatus::Ready, None).await;
         } else {
@@ -499,7 +501,7 @@ async fn reconcile(
     let reason = config.status_reason.clone();
     set_status(state, &mut config, ProvisionedStatus::InProgress, reason).await;
     let request = prewarm_request(state, function, account, &config.qualifier, &version);
-    let initialization = state.worker.prewarm(&request, deficit);
+    let initialization = state.fleet.prewarm(&request, deficit);
     let state = state.clone();
     let function_name = function.name.clone();
     tokio::spawn(async move {
@@ -521,7 +523,7 @@ async fn finish_prewarm(
     let target = ProvisionedTarget::new(config.function_id, &config.resolved_version);
     match outcome {
         Ok(ready) => {
-            let counts = state.worker.provisioned_counts(&target);
+            let counts = state.fleet.provisioned_counts(&target);
             tracing::info!(function = %function_name, qualifier = %config.qualifier, version = %config.resolved_version,
                 ready, allocated = counts.allocated(), requested = config.requested, "provisioned slots initialized");
             if counts.allocated() >= config.requested as usize {

@@ -33,11 +33,21 @@ pub struct ServerConfig {
     pub idle_ttl: Duration,
     /// Log lines and invocation records are deleted after this long.
     pub log_retention: Duration,
-    /// Slots the in-process worker runs at once.
+    /// Slots each in-process worker runs at once.
     pub max_slots: usize,
+    /// In-process worker hosts, at least 1.
+    pub workers: u32,
+    /// Memory that each worker's slots may use together, in MB; the host's memory
+    /// when absent.
+    pub worker_memory_mb: Option<u64>,
+    /// Availability zones, assigned to the workers round-robin.
+    pub availability_zones: Vec<String>,
     /// Delays before the retries of a failed asynchronous event.
     pub async_retry_delays: Vec<Duration>,
-    /// How often the warm pool manager reconciles provisioned concurrency.
+    /// New execution environments per function per 10 seconds.
+    pub burst_limit: u32,
+    /// How often the warm pool manager reconciles provisioned concurrency and the
+    /// dynamic warm pool.
     pub warm_pool_interval: Duration,
 }
 
@@ -149,6 +159,66 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Reads the host's total memory from /proc/meminfo, in MB.
+fn host_memory_mb() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kilobytes / 1024)
+}
+
+/// Creates the in-process workers. Worker 0 keeps the `worker` directory of a
+/// single-worker server, and worker N uses `worker-N`.
+fn start_workers(
+    config: &ServerConfig,
+    backend: Arc<dyn nimbus_sandbox::SandboxBackend>,
+    catalog: nimbus_runtime::RuntimeCatalog,
+    origin: &Arc<OriginStore>,
+) -> Result<Vec<Arc<nimbus_worker::Worker>>, ServerError> {
+    if config.workers == 0 {
+        return Err(ServerError::InvalidConfig("--workers must be at least 1".to_string()));
+    }
+    let zones = if config.availability_zones.is_empty() {
+        vec![format!("{}a", config.region)]
+    } else {
+        config.availability_zones.clone()
+    };
+    let memory_mb = match config.worker_memory_mb {
+        Some(memory_mb) => memory_mb,
+        None => host_memory_mb().ok_or_else(|| {
+            ServerError::InvalidConfig(
+                "failed to read the host's memory from /proc/meminfo; set --worker-memory-mb".to_string(),
+            )
+        })?,
+    };
+    let mut workers = Vec::new();
+    for index in 0..config.workers {
+        let directory = match index {
+            0 => "worker".to_string(),
+            n => format!("worker-{n}"),
+        };
+        let zone = zones[index as usize % zones.len()].clone();
+        tracing::info!(host = %nimbus_worker::HostId(index), zone, memory_mb, max_slots = config.max_slots, "worker host starting");
+        workers.push(nimbus_worker::Worker::new(
+            nimbus_worker::WorkerConfig {
+                data_dir: config.data_dir.join(directory),
+                region: config.region.clone(),
+                idle_ttl: config.idle_ttl,
+                init_timeout: nimbus_worker::DEFAULT_INIT_TIMEOUT,
+                max_slots: config.max_slots,
+                pids_max: nimbus_worker::DEFAULT_PIDS_MAX,
+                host_id: index,
+                availability_zone: zone,
+                memory_mb,
+            },
+            backend.clone(),
+            catalog.clone(),
+            origin.clone(),
+        )?);
+    }
+    Ok(workers)
+}
+
 pub async fn run(mut config: ServerConfig) -> Result<(), ServerError> {
     let store = open_store(&config.data_dir).await?;
     // Slots see absolute paths only, whatever the server's working directory is.
@@ -182,33 +252,29 @@ pub async fn run(mut config: ServerConfig) -> Result<(), ServerError> {
         })
         .collect();
     tracing::info!(runtimes = %offered.join(", "), "runtimes offered");
-    let worker = nimbus_worker::Worker::new(
-        nimbus_worker::WorkerConfig {
-            data_dir: config.data_dir.join("worker"),
-            region: config.region.clone(),
-            idle_ttl: config.idle_ttl,
-            init_timeout: nimbus_worker::DEFAULT_INIT_TIMEOUT,
-            max_slots: config.max_slots,
-            pids_max: nimbus_worker::DEFAULT_PIDS_MAX,
-        },
-        backend,
-        catalog,
-        origin.clone(),
-    )?;
+    let workers = start_workers(&config, backend, catalog, &origin)?;
+    let hosts: Vec<Arc<dyn nimbus_worker::WorkerHost>> = workers
+        .iter()
+        .map(|w| w.clone() as Arc<dyn nimbus_worker::WorkerHost>)
+        .collect();
+    let fleet = Arc::new(crate::fleet::Fleet::new(hosts));
+    fleet.start_heartbeats(store.clone());
     let recorder = crate::recorder::Recorder::start(store.clone(), config.log_retention);
     let state = AppState {
         store,
         origin,
         region: config.region.clone(),
         package_limits: PackageLimits::default(),
-        worker: worker.clone(),
+        fleet: fleet.clone(),
         recorder,
         dispatcher_wakeup: Arc::new(tokio::sync::Notify::new()),
         limiter: Arc::new(nimbus_state::InMemoryLimiter::default()),
         reservations: Arc::new(crate::admission::ReservationTotals::new(
             crate::admission::RESERVATION_CACHE_TTL,
         )),
-        metrics: Arc::new(crate::metrics::Metrics::new(worker.clone())),
+        metrics: Arc::new(crate::metrics::Metrics::new(fleet.clone())),
+        warm_pool: Arc::new(crate::warm_pool::DynamicPool::new(config.idle_ttl)),
+        scaling: Arc::new(crate::scaling::Scaling::new(config.burst_limit)),
     };
     crate::dispatcher::start(
         state.clone(),
@@ -218,6 +284,7 @@ pub async fn run(mut config: ServerConfig) -> Result<(), ServerError> {
         },
     );
     crate::provisioned::start(state.clone(), config.warm_pool_interval);
+    state.scaling.start(state.clone());
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| ServerError::Listen {
@@ -230,7 +297,9 @@ pub async fn run(mut config: ServerConfig) -> Result<(), ServerError> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(ServerError::Serve);
-    worker.shutdown();
+    for worker in &workers {
+        worker.shutdown();
+    }
     // Give slot teardown a moment to remove cgroups and scratch directories.
     tokio::time::sleep(Duration::from_millis(200)).await;
     served

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use nimbus_api::admin;
 use nimbus_api::server::{self, ServerConfig};
+use nimbus_store::ControlStore;
 
 #[derive(Parser)]
 #[command(
@@ -65,9 +66,20 @@ struct ServerArgs {
     /// Hours that function logs and invocation records are kept.
     #[arg(long, env = "NIMBUS_LOG_RETENTION", default_value_t = 24)]
     log_retention_hours: u64,
-    /// Execution environments that run at once, idle and busy.
-    #[arg(long, env = "NIMBUS_MAX_SLOTS", default_value_t = 64)]
+    /// Execution environments that each worker runs at once, idle and busy.
+    #[arg(long, alias = "worker-slots", env = "NIMBUS_MAX_SLOTS", default_value_t = 64)]
     max_slots: usize,
+    /// In-process worker hosts.
+    #[arg(long, env = "NIMBUS_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    workers: u32,
+    /// Memory in MB that each worker's execution environments may use together.
+    /// Default: the host's memory.
+    #[arg(long, env = "NIMBUS_WORKER_MEMORY_MB")]
+    worker_memory_mb: Option<u64>,
+    /// Availability zones, comma-separated, assigned to the workers round-robin.
+    /// Default: REGION followed by "a".
+    #[arg(long, env = "NIMBUS_AVAILABILITY_ZONES", value_delimiter = ',')]
+    availability_zones: Vec<String>,
     /// Seconds before each retry of a failed asynchronous event, comma-separated;
     /// the number of values is the number of retries.
     #[arg(
@@ -77,8 +89,12 @@ struct ServerArgs {
         value_delimiter = ','
     )]
     async_retry_delays: Vec<u64>,
+    /// New execution environments that one function may start per 10 seconds, cold
+    /// starts and pre-warms together; cold starts beyond it get 429.
+    #[arg(long, env = "NIMBUS_BURST_LIMIT", default_value_t = nimbus_scheduler::scaling::DEFAULT_BURST_LIMIT, value_parser = clap::value_parser!(u32).range(1..))]
+    burst_limit: u32,
     /// Milliseconds between the warm pool manager's passes, which initialize and
-    /// retire provisioned concurrency.
+    /// retire provisioned concurrency and pre-warm and expire the dynamic warm pool.
     #[arg(long, env = "NIMBUS_WARM_POOL_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     warm_pool_interval_ms: u64,
 }
@@ -100,6 +116,23 @@ enum AdminCommand {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// List worker hosts or change their state.
+    #[command(subcommand)]
+    Worker(WorkerCommand),
+}
+
+#[derive(Subcommand)]
+enum WorkerCommand {
+    /// List the worker hosts that the server reported, with their state and heartbeat.
+    List,
+    /// Set a host's state: draining (running invocations finish, no new ones),
+    /// active, or maintenance. The running server applies it within a second.
+    SetState {
+        /// Host id, as `nimbus admin worker list` shows it (`1` or `host-1`).
+        id: String,
+        #[arg(value_parser = ["active", "draining", "maintenance"])]
+        state: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -179,6 +212,31 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             admin::set_concurrency_limit(&store, &name, concurrency_limit).await?;
             println!("account '{name}' may now run {concurrency_limit} concurrent executions");
         }
+        AdminCommand::Worker(WorkerCommand::List) => {
+            let now_ms = nimbus_api::invoke::now_ms();
+            println!("{:<8} {:<16} {:<12} {:>14}", "ID", "ZONE", "STATE", "HEARTBEAT_AGE");
+            for host in store.list_worker_hosts().await? {
+                let age_s = (now_ms - host.last_heartbeat_ms).max(0) as f64 / 1000.0;
+                println!(
+                    "{:<8} {:<16} {:<12} {:>13.1}s",
+                    format!("host-{}", host.host_id),
+                    host.availability_zone,
+                    host.desired_state,
+                    age_s
+                );
+            }
+        }
+        AdminCommand::Worker(WorkerCommand::SetState { id, state }) => {
+            let number = id.strip_prefix("host-").unwrap_or(&id);
+            let host_id: u32 = number
+                .parse()
+                .map_err(|_| anyhow::anyhow!("invalid host id '{id}'; use a number such as 1 or host-1"))?;
+            let state = state.to_ascii_uppercase();
+            if !store.set_worker_host_state(host_id, &state).await? {
+                anyhow::bail!("worker host {id} was not found; `nimbus admin worker list` shows the hosts");
+            }
+            println!("host-{host_id} is now {state}");
+        }
         AdminCommand::Key(KeyCommand::Create { account }) => {
             let key = admin::create_key(&store, &account).await?;
             println!("{key}");
@@ -224,11 +282,15 @@ async fn async_main() -> ExitCode {
                 idle_ttl: Duration::from_secs(args.idle_ttl_seconds),
                 log_retention: Duration::from_secs(args.log_retention_hours * 3600),
                 max_slots: args.max_slots,
+                workers: args.workers,
+                worker_memory_mb: args.worker_memory_mb,
+                availability_zones: args.availability_zones,
                 async_retry_delays: args
                     .async_retry_delays
                     .iter()
                     .map(|s| Duration::from_secs(*s))
                     .collect(),
+                burst_limit: args.burst_limit,
                 warm_pool_interval: Duration::from_millis(args.warm_pool_interval_ms),
             };
             server::run(config)

@@ -172,6 +172,17 @@ pub struct ProvisionedConcurrencyRecord {
 }
 
 /// Persistence of the control plane. Implementations keep every method atomic.
+/// A worker host as the server last reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerHostRecord {
+    pub host_id: u32,
+    pub availability_zone: String,
+    /// `ACTIVE`, `DRAINING` or `MAINTENANCE`.
+    pub desired_state: String,
+    /// Unix milliseconds.
+    pub last_heartbeat_ms: i64,
+}
+
 #[async_trait]
 pub trait ControlStore: Send + Sync {
     async fn create_account(&self, name: &str, concurrency_limit: u32) -> Result<Account>;
@@ -275,4 +286,12 @@ pub trait ControlStore: Send + Sync {
         status: ProvisionedStatus,
         status_reason: Option<&str>,
     ) -> Result<bool>;
+
+    /// Records a heartbeat of a worker host, creating its row as `ACTIVE` on the
+    /// first one, and returns the host's desired state.
+    async fn heartbeat_worker_host(&self, host_id: u32, availability_zone: &str, now_ms: i64) -> Result<String>;
+    async fn list_worker_hosts(&self) -> Result<Vec<WorkerHostRecord>>;
+    /// Sets a host's desired state. Returns false when no host has that id.
+    async fn set_worker_host_state(&self, host_id: u32, desired_state: &str) -> Result<bool>;
 }
+

@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{
+use crate::{WorkerHostRecord, 
     min_unreserved_concurrency, Account, AccountUsage, AliasRecord, AsyncEvent, ControlStore, InvocationRecord,
     LogEvent, LogQuery, ProvisionedConcurrencyRecord, ProvisionedStatus, Result, StoreError,
 };
@@ -1069,4 +1069,45 @@ impl ControlStore for SqliteStore {
         .await?;
         Ok(updated.rows_affected() > 0)
     }
+
+    async fn heartbeat_worker_host(&self, host_id: u32, availability_zone: &str, now_ms: i64) -> Result<String> {
+        let state: String = sqlx::query_scalar(
+            "INSERT INTO worker_hosts (host_id, availability_zone, last_heartbeat_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (host_id) DO UPDATE SET availability_zone = excluded.availability_zone, \
+             last_heartbeat_ms = excluded.last_heartbeat_ms RETURNING desired_state",
+        )
+        .bind(i64::from(host_id))
+        .bind(availability_zone)
+        .bind(now_ms)
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(state)
+    }
+
+    async fn list_worker_hosts(&self) -> Result<Vec<WorkerHostRecord>> {
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT host_id, availability_zone, desired_state, last_heartbeat_ms FROM worker_hosts ORDER BY host_id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(host_id, availability_zone, desired_state, last_heartbeat_ms)| WorkerHostRecord {
+                host_id: host_id as u32,
+                availability_zone,
+                desired_state,
+                last_heartbeat_ms,
+            })
+            .collect())
+    }
+
+    async fn set_worker_host_state(&self, host_id: u32, desired_state: &str) -> Result<bool> {
+        let result = sqlx::query("UPDATE worker_hosts SET desired_state = $1 WHERE host_id = $2")
+            .bind(desired_state)
+            .bind(i64::from(host_id))
+            .execute(&self.writer)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
 }
+

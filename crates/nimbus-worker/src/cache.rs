@@ -79,6 +79,17 @@ impl CodeCache {
         }
     }
 
+    /// Lists the sha256 of every package unpacked in this cache.
+    pub fn cached_packages(&self) -> std::collections::HashSet<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Default::default();
+        };
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| !name.starts_with('.'))
+            .collect()
+    }
+
     /// Returns the directory with the unpacked package, fetching it if needed.
     pub async fn ensure(&self, sha256: &str) -> Result<(PathBuf, CacheTier), WorkerError> {
         if !sha256.chars().all(|c| c.is_ascii_hexdigit()) || sha256.len() != 64 {

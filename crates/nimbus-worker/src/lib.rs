@@ -5,10 +5,15 @@
 //! A slot serves one function version with one configuration. After a success or a
 //! function error it goes back to the warm pool. After a timeout, an exit or a
 //! failed init it is destroyed. Idle slots expire after the configured TTL, except
-//! provisioned slots (see [`Worker::prewarm`]), which stay until they are retired.
+//! provisioned slots (see [`Worker::prewarm`]), which stay until they are retired,
+//! and slots that the frontend's dynamic warm pool keeps (see [`Worker::keep_warm`]).
+//! Every slot's lifecycle state changes in one place, `Pool::transition`, through
+//! the scheduler's state machine.
 
 mod cache;
+mod dynamic;
 mod env;
+mod host;
 pub mod logs;
 mod provisioned;
 
@@ -27,6 +32,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use cache::{CacheCounts, CacheTier, CodeCache};
+pub use dynamic::OnDemandSlot;
+pub use host::{WorkerHost, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
+pub use nimbus_scheduler::lifecycle::{SlotState, TransitionCounters};
+pub use nimbus_scheduler::placement::{HostId, HostState, HostView};
 pub use logs::LogLine;
 pub use provisioned::{PrewarmError, ProvisionedCounts, ProvisionedTarget};
 
@@ -49,6 +58,11 @@ pub struct WorkerConfig {
     /// Slots this worker runs at once, idle and busy.
     pub max_slots: usize,
     pub pids_max: u32,
+    /// Id of this worker host among the server's hosts.
+    pub host_id: u32,
+    pub availability_zone: String,
+    /// Memory that this worker's slots may use together, in MB.
+    pub memory_mb: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +71,14 @@ pub enum WorkerError {
     RuntimeNotOffered { runtime: String, offered: String },
     #[error("all {max_slots} execution slots of this server are busy; retry later")]
     NoCapacity { max_slots: usize },
+    /// Placement found no host that is active, offers the runtime and has a free
+    /// slot and enough free memory.
+    #[error("no worker host can start an execution environment now: {0}; retry later")]
+    NoFeasibleHost(String),
+    /// The frontend's burst limit on new execution environments of one function
+    /// rejected a cold start.
+    #[error("function {function} started its limit of {limit} new execution environments in the last {interval_s} seconds; retry later")]
+    BurstLimitExceeded { function: String, limit: u32, interval_s: u64 },
     #[error("{0}")]
     Code(String),
     #[error("{0}")]
@@ -127,6 +149,8 @@ pub struct InvokeResult {
     pub memory_size_mb: u32,
     pub cold_start: Option<ColdStart>,
     pub slot_id: String,
+    /// The worker host that ran the invocation.
+    pub host_id: HostId,
 }
 
 impl InvokeResult {
@@ -157,6 +181,8 @@ impl SlotKey {
 
 struct Slot {
     id: String,
+    /// Memory limit of the slot, in MB.
+    memory_mb: u64,
     control: Arc<dyn SlotControl>,
     api: RuntimeApi,
     logs: logs::LogCollector,
@@ -166,6 +192,8 @@ struct Slot {
     /// The target of a slot started by [`Worker::prewarm`]. Such a slot is exempt
     /// from the idle TTL and from eviction.
     provisioned: Option<ProvisionedTarget>,
+    /// The dynamic warm pool keeps this idle slot past the idle TTL until then.
+    keep_until: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -175,6 +203,44 @@ struct Pool {
     total: usize,
     /// Busy and initializing provisioned slots of each target. Idle ones are in `idle`.
     provisioned: HashMap<ProvisionedTarget, provisioned::TargetState>,
+    /// Lifecycle state of every slot that is not terminated yet.
+    states: HashMap<String, SlotRecord>,
+    transitions: TransitionCounters,
+}
+
+/// One slot's lifecycle state, with what placement needs to know about it.
+struct SlotRecord {
+    state: SlotState,
+    function_id: Uuid,
+    memory_mb: u64,
+}
+
+impl Pool {
+    /// Moves a slot to `to` with the scheduler's state machine; the one place that
+    /// changes a slot's state. A terminated slot is forgotten.
+    fn transition(&mut self, slot_id: &str, to: SlotState) {
+        let Some(record) = self.states.get_mut(slot_id) else {
+            tracing::warn!(slot_id, to = %to, "state change of an unknown slot ignored");
+            return;
+        };
+        if let Err(error) = nimbus_scheduler::lifecycle::transition(&mut record.state, to, &mut self.transitions) {
+            tracing::warn!(slot_id, %error, "slot state change rejected");
+        }
+        if record.state == SlotState::Terminated {
+            self.states.remove(slot_id);
+        }
+    }
+
+    /// Moves a slot through the states that end it: a warm or busy slot cools down, a
+    /// slot still initializing fails, and either is then terminated.
+    fn terminate(&mut self, slot_id: &str) {
+        match self.states.get(slot_id).map(|r| r.state) {
+            Some(SlotState::Warm | SlotState::Busy) => self.transition(slot_id, SlotState::Cooling),
+            Some(SlotState::Initializing) => self.transition(slot_id, SlotState::Failed),
+            _ => {}
+        }
+        self.transition(slot_id, SlotState::Terminated);
+    }
 }
 
 /// Counters for metrics and tests.
@@ -188,7 +254,11 @@ pub struct WorkerStats {
 }
 
 pub struct Worker {
+    /// This worker itself, for the [`WorkerHost`] methods that start background work.
+    this: std::sync::Weak<Worker>,
     config: WorkerConfig,
+    host_state: Mutex<HostState>,
+    last_heartbeat: Mutex<Instant>,
     backend: Arc<dyn SandboxBackend>,
     catalog: RuntimeCatalog,
     cache: CodeCache,
@@ -247,6 +317,13 @@ fn exit_error(request_id: &str, exit: SlotExit, out_of_memory: bool) -> (String,
     (error_type.to_string(), error_body(error_type, &message))
 }
 
+/// The slot an invocation runs on: an idle slot, or the id of a new slot registered
+/// as initializing, with room reserved for it.
+pub(crate) enum Claim {
+    Warm(Slot),
+    Cold(String),
+}
+
 /// Outcome of a slot's attempt at one event.
 enum Attempt {
     Answered(InvokeOutcome),
@@ -269,8 +346,11 @@ impl Worker {
             ))
         })?;
         let cache = CodeCache::new(&config.data_dir.join("cache"), origin)?;
-        let worker = Arc::new(Worker {
+        let worker = Arc::new_cyclic(|this| Worker {
+            this: this.clone(),
             config,
+            host_state: Mutex::new(HostState::Active),
+            last_heartbeat: Mutex::new(Instant::now()),
             backend,
             catalog,
             cache,
@@ -333,7 +413,11 @@ impl Worker {
             for slots in pool.idle.values_mut() {
                 let (old, fresh): (Vec<Slot>, Vec<Slot>) = slots
                     .drain(..)
-                    .partition(|s| s.provisioned.is_none() && s.last_used.elapsed() > ttl);
+                    .partition(|s| {
+                        s.provisioned.is_none()
+                            && s.last_used.elapsed() > ttl
+                            && s.keep_until.is_none_or(|until| until <= Instant::now())
+                    });
                 *slots = fresh;
                 expired.extend(old);
             }
@@ -348,6 +432,7 @@ impl Worker {
     }
 
     fn destroy(&self, slot: Slot) {
+        self.pool.lock().expect("pool lock").terminate(&slot.id);
         self.stats.slots_destroyed.fetch_add(1, Ordering::Relaxed);
         slot.api.shutdown();
         let control = slot.control.clone();
@@ -359,6 +444,7 @@ impl Worker {
         {
             let mut pool = self.pool.lock().expect("pool lock");
             pool.total -= 1;
+            pool.transition(&slot.id, SlotState::Failed);
             if let Some(target) = &slot.provisioned {
                 pool.end_provisioned_busy(target);
             }
@@ -381,22 +467,10 @@ impl Worker {
         if let Some(target) = slot.as_ref().and_then(|s| s.provisioned.clone()) {
             pool.start_provisioned_busy(&target);
         }
-        slot
-    }
-
-    /// Takes an idle slot whose runtime is still running. A slot whose runtime exited
-    /// while idle (a background thread that ended the process, for example) is
-    /// destroyed here, so the next event gets a new slot instead of that exit.
-    async fn take_live_idle(&self, key: &SlotKey) -> Option<Slot> {
-        while let Some(slot) = self.take_idle(key) {
-            // `wait` resolves at once when the runtime has already exited.
-            let Ok(exit) = tokio::time::timeout(Duration::ZERO, slot.control.wait()).await else {
-                return Some(slot);
-            };
-            tracing::info!(slot_id = %slot.id, exit = %exit_description(exit), "idle slot's runtime exited; replacing the slot");
-            self.forget(slot);
+        if let Some(slot) = &slot {
+            pool.transition(&slot.id, SlotState::Busy);
         }
-        None
+        slot
     }
 
     fn release(&self, key: SlotKey, mut slot: Slot) {
@@ -409,6 +483,7 @@ impl Worker {
                 slot.provisioned = None;
             }
         }
+        pool.transition(&slot.id, SlotState::Warm);
         pool.idle.entry(key).or_default().push(slot);
     }
 
@@ -452,26 +527,75 @@ impl Worker {
     /// Runs one invocation: on a warm slot when one is idle, otherwise on a new one.
     /// Function failures are results, not errors; errors are platform failures.
     pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResult, WorkerError> {
+        let claim = self.claim(&request)?;
+        self.invoke_claimed(request, claim).await
+    }
+
+    /// Takes an idle slot for the request, or reserves room for a new one and
+    /// registers it as initializing. It does not wait, so a slot is counted in the
+    /// host's view as soon as this returns.
+    pub(crate) fn claim(&self, request: &InvokeRequest) -> Result<Claim, WorkerError> {
+        if let Some(slot) = self.take_idle(&SlotKey::of(request)) {
+            return Ok(Claim::Warm(slot));
+        }
+        self.check_runtime(&request.settings.runtime)?;
+        self.reserve_slot()?;
+        Ok(Claim::Cold(self.register_slot(request)))
+    }
+
+    /// Registers a new slot id as initializing.
+    fn register_slot(&self, request: &InvokeRequest) -> String {
+        let slot_id = Uuid::new_v4().simple().to_string();
+        self.pool.lock().expect("pool lock").states.insert(
+            slot_id.clone(),
+            SlotRecord {
+                state: SlotState::Initializing,
+                function_id: request.function_id,
+                memory_mb: u64::from(request.settings.memory_size),
+            },
+        );
+        slot_id
+    }
+
+    /// Runs an invocation on what [`Worker::claim`] returned. A warm slot whose
+    /// runtime exited while idle (a background thread that ended the process, for
+    /// example) is destroyed, and the invocation claims again, so it gets a new slot
+    /// instead of that exit.
+    pub(crate) async fn invoke_claimed(&self, request: InvokeRequest, claim: Claim) -> Result<InvokeResult, WorkerError> {
         let key = SlotKey::of(&request);
         let started_at = OffsetDateTime::now_utc();
-        let (slot, cold_start) = match self.take_live_idle(&key).await {
-            Some(slot) => {
-                self.stats.warm_starts.fetch_add(1, Ordering::Relaxed);
-                (slot, None)
-            }
-            None => {
-                self.check_runtime(&request.settings.runtime)?;
-                self.reserve_slot()?;
-                self.stats.cold_starts.fetch_add(1, Ordering::Relaxed);
-                match self.cold_start(&request, None).await {
-                    Ok(Ok((slot, timing))) => (slot, Some(timing)),
-                    Ok(Err(failed)) => {
-                        self.pool.lock().expect("pool lock").total -= 1;
-                        return Ok(failed.into_result(&request, started_at));
+        let mut claim = claim;
+        let (slot, cold_start) = loop {
+            match claim {
+                Claim::Warm(slot) => {
+                    // `wait` resolves at once when the runtime has already exited.
+                    match tokio::time::timeout(Duration::ZERO, slot.control.wait()).await {
+                        Err(_) => {
+                            self.stats.warm_starts.fetch_add(1, Ordering::Relaxed);
+                            break (slot, None);
+                        }
+                        Ok(exit) => {
+                            tracing::info!(slot_id = %slot.id, exit = %exit_description(exit), "idle slot's runtime exited; replacing the slot");
+                            self.forget(slot);
+                            claim = self.claim(&request)?;
+                        }
                     }
-                    Err(error) => {
-                        self.pool.lock().expect("pool lock").total -= 1;
-                        return Err(error);
+                }
+                Claim::Cold(slot_id) => {
+                    self.stats.cold_starts.fetch_add(1, Ordering::Relaxed);
+                    match self.cold_start(&request, None, slot_id).await {
+                        Ok(Ok((slot, timing))) => {
+                            self.pool.lock().expect("pool lock").transition(&slot.id, SlotState::Busy);
+                            break (slot, Some(timing));
+                        }
+                        Ok(Err(failed)) => {
+                            self.pool.lock().expect("pool lock").total -= 1;
+                            return Ok(failed.into_result(&request, started_at, HostId(self.config.host_id)));
+                        }
+                        Err(error) => {
+                            self.pool.lock().expect("pool lock").total -= 1;
+                            return Err(error);
+                        }
                     }
                 }
             }
@@ -522,8 +646,24 @@ impl Worker {
         &self,
         request: &InvokeRequest,
         provisioned: Option<ProvisionedTarget>,
+        slot_id: String,
     ) -> Result<Result<(Slot, ColdStart), FailedInit>, WorkerError> {
-        let slot_id = Uuid::new_v4().simple().to_string();
+        let started = self.start_slot(request, provisioned, slot_id.clone()).await;
+        match &started {
+            Ok(Ok(_)) => self.pool.lock().expect("pool lock").transition(&slot_id, SlotState::Warm),
+            // A failed init was destroyed, which terminated its record.
+            Ok(Err(_)) => {}
+            Err(_) => self.pool.lock().expect("pool lock").terminate(&slot_id),
+        }
+        started
+    }
+
+    async fn start_slot(
+        &self,
+        request: &InvokeRequest,
+        provisioned: Option<ProvisionedTarget>,
+        slot_id: String,
+    ) -> Result<Result<(Slot, ColdStart), FailedInit>, WorkerError> {
         let code_started = Instant::now();
         let (code_dir, code_tier) = self.cache.ensure(&request.code.sha256).await?;
         let code_ms = elapsed_ms(code_started);
@@ -576,6 +716,7 @@ impl Worker {
         let init_ms = elapsed_ms(init_started);
         let slot = Slot {
             id: slot_id,
+            memory_mb: u64::from(request.settings.memory_size),
             control,
             api,
             logs,
@@ -583,6 +724,7 @@ impl Worker {
             last_used: Instant::now(),
             invocations: 0,
             provisioned,
+            keep_until: None,
         };
         let timing = ColdStart {
             code_ms,
@@ -747,6 +889,7 @@ impl Worker {
             memory_size_mb: request.settings.memory_size,
             cold_start,
             slot_id,
+            host_id: HostId(self.config.host_id),
         }
     }
 
@@ -774,7 +917,7 @@ struct FailedInit {
 }
 
 impl FailedInit {
-    fn into_result(self, request: &InvokeRequest, started_at: OffsetDateTime) -> InvokeResult {
+    fn into_result(self, request: &InvokeRequest, started_at: OffsetDateTime, host_id: HostId) -> InvokeResult {
         let mut lines = self.output;
         let now = logs::now_ms();
         lines.push(LogLine {
@@ -817,6 +960,7 @@ impl FailedInit {
             memory_size_mb: request.settings.memory_size,
             cold_start: Some(self.timing),
             slot_id: String::new(),
+            host_id,
         }
     }
 }

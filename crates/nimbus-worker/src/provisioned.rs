@@ -284,7 +284,8 @@ impl Worker {
     ) -> Result<Slot, PrewarmError> {
         self.check_runtime(&request.settings.runtime)?;
         self.reserve_slot()?;
-        let started = self.cold_start(request, Some(target.clone())).await;
+        let slot_id = self.register_slot(request);
+        let started = self.cold_start(request, Some(target.clone()), slot_id).await;
         match started {
             Ok(Ok((mut slot, timing))) => {
                 self.stats.provisioned_inits.fetch_add(1, Ordering::Relaxed);
