@@ -187,7 +187,9 @@ async fn run_event(state: &AppState, config: &DispatcherConfig, event: AsyncEven
                 }
             }
         }
-        Err(WorkerError::NoCapacity { .. } | WorkerError::NoFeasibleHost(_) | WorkerError::BurstLimitExceeded { .. }) => retry_later(state, &event, event.attempts, THROTTLE_RETRY).await,
+        Err(
+            WorkerError::NoCapacity { .. } | WorkerError::NoFeasibleHost(_) | WorkerError::BurstLimitExceeded { .. },
+        ) => retry_later(state, &event, event.attempts, THROTTLE_RETRY).await,
         Err(error) => {
             tracing::error!(request_id = %event.event_id, function = %function.name, %error, "event could not run");
             retry_later(state, &event, event.attempts, THROTTLE_RETRY).await;

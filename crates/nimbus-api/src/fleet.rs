@@ -12,8 +12,8 @@ use futures::future::BoxFuture;
 use nimbus_scheduler::placement::{select_placement, PlacementRequest};
 use nimbus_store::ControlStore;
 use nimbus_worker::{
-    HostId, HostState, HostView, InvokeRequest, InvokeResult, PrewarmError, ProvisionedCounts, ProvisionedTarget, WorkerError,
-    WorkerHost, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT,
+    HostId, HostState, HostView, InvokeRequest, InvokeResult, PrewarmError, ProvisionedCounts, ProvisionedTarget,
+    WorkerError, WorkerHost, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT,
 };
 
 /// Parses a host state as the `worker_hosts` table and the CLI spell it.
@@ -145,7 +145,9 @@ impl Fleet {
         }
         let placement_request = placement_request(request);
         let Some(id) = select_placement(&views, &placement_request) else {
-            return Err(WorkerError::NoFeasibleHost(self.describe_infeasible(&views, &placement_request)));
+            return Err(WorkerError::NoFeasibleHost(
+                self.describe_infeasible(&views, &placement_request),
+            ));
         };
         let host = self.host(id).expect("placement returns one of the given hosts");
         Ok(Placement { host, warm: false })
@@ -231,10 +233,16 @@ impl Fleet {
             };
             *per_host.entry(id).or_default() += 1;
             // Counts the new slot in the view, so the next one spreads by the same rules.
-            let view = views.iter_mut().find(|v| v.id == id).expect("placement returns a given host");
+            let view = views
+                .iter_mut()
+                .find(|v| v.id == id)
+                .expect("placement returns a given host");
             view.free_slots -= 1;
             view.free_memory_mb = view.free_memory_mb.saturating_sub(placement_request.memory_mb);
-            view.functions.entry(placement_request.function.clone()).or_default().slots += 1;
+            view.functions
+                .entry(placement_request.function.clone())
+                .or_default()
+                .slots += 1;
         }
         let starts: Vec<_> = per_host
             .into_iter()
@@ -269,7 +277,9 @@ impl Fleet {
     }
 
     pub fn slot_counts(&self) -> (usize, usize) {
-        self.hosts.iter().map(|h| h.slot_counts())
+        self.hosts
+            .iter()
+            .map(|h| h.slot_counts())
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 
@@ -284,10 +294,15 @@ impl Fleet {
                 for host in &fleet.hosts {
                     host.heartbeat();
                     let now_ms = crate::invoke::now_ms();
-                    match store.heartbeat_worker_host(host.id().0, host.availability_zone(), now_ms).await {
+                    match store
+                        .heartbeat_worker_host(host.id().0, host.availability_zone(), now_ms)
+                        .await
+                    {
                         Ok(desired) => match parse_host_state(&desired) {
                             Some(state) => host.set_state(state),
-                            None => tracing::warn!(host = %host.id(), desired, "invalid desired state in the worker_hosts table; keeping the current state"),
+                            None => {
+                                tracing::warn!(host = %host.id(), desired, "invalid desired state in the worker_hosts table; keeping the current state")
+                            }
                         },
                         Err(error) => {
                             failures += 1;
@@ -319,7 +334,10 @@ impl Fleet {
                 } else if view.free_slots == 0 {
                     format!("has all {} execution slots busy", host.total_slots())
                 } else if view.free_memory_mb < request.memory_mb {
-                    format!("has {} MB of memory free, {} MB needed", view.free_memory_mb, request.memory_mb)
+                    format!(
+                        "has {} MB of memory free, {} MB needed",
+                        view.free_memory_mb, request.memory_mb
+                    )
                 } else {
                     "is feasible".to_string()
                 };

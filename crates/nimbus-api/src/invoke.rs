@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use crate::admission;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::fleet::StartedInvocation;
 use crate::extract::{ApiPath, ApiQuery};
+use crate::fleet::StartedInvocation;
 use crate::functions::{find_alias, find_function, find_version, QualifierQuery};
 use crate::AppState;
 
@@ -311,7 +311,9 @@ fn start_on_host(state: &AppState, request: &InvokeRequest) -> Result<StartedInv
                 state.metrics.count_placement_failure();
             }
             // A rejected arrival completes at once, as the predictor expects.
-            state.warm_pool.record_completion(function_id, std::time::Duration::ZERO);
+            state
+                .warm_pool
+                .record_completion(function_id, std::time::Duration::ZERO);
             state.scaling.record_throttle(function_id);
         }
     }
@@ -335,7 +337,9 @@ pub async fn run_invocation(
         Ok(started) => started,
         Err(error) => {
             let outcome = Err(error);
-            state.metrics.observe_invocation(&account.name, &request.function_name, &outcome);
+            state
+                .metrics
+                .observe_invocation(&account.name, &request.function_name, &outcome);
             return outcome;
         }
     };

@@ -238,13 +238,17 @@ impl Metrics {
             return;
         }
         self.warm_pool_actions
-            .get_or_create(&ActionLabels { action: action.to_string() })
+            .get_or_create(&ActionLabels {
+                action: action.to_string(),
+            })
             .inc_by(slots);
     }
 
     pub fn count_scaling_decision(&self, decision: &str) {
         self.scaling_decisions
-            .get_or_create(&DecisionLabels { decision: decision.to_string() })
+            .get_or_create(&DecisionLabels {
+                decision: decision.to_string(),
+            })
             .inc();
     }
 
@@ -382,23 +386,28 @@ impl Collector for HostCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         self.encode_transitions(&mut encoder)?;
         let mut counts = nimbus_worker::CacheCounts::default();
-        for host in self.fleet.hosts() {
+        for (index, host) in self.fleet.hosts().iter().enumerate() {
             let host_counts = host.cache_counts();
             counts.l1_hits += host_counts.l1_hits;
             counts.l1_misses += host_counts.l1_misses;
-            counts.origin_hits += host_counts.origin_hits;
-            counts.origin_misses += host_counts.origin_misses;
+            // Every host reports the same shared L2 and L3 counts; take them once.
+            if index == 0 {
+                counts.l2_hits = host_counts.l2_hits;
+                counts.l2_misses = host_counts.l2_misses;
+                counts.origin_hits = host_counts.origin_hits;
+                counts.origin_misses = host_counts.origin_misses;
+            }
         }
         let series = [
             (
                 "nimbus_code_cache_hits",
-                "Code package lookups that a cache tier served: L1 is the worker's unpacked cache, L3 the origin store",
-                [("L1", counts.l1_hits), ("L3", counts.origin_hits)],
+                "Code package lookups that a cache tier served: L1 is the workers' unpacked caches, L2 the server's memory, L3 the origin store",
+                [("L1", counts.l1_hits), ("L2", counts.l2_hits), ("L3", counts.origin_hits)],
             ),
             (
                 "nimbus_code_cache_misses",
-                "Code package lookups that a cache tier could not serve; an L1 miss goes on to L3, and an L3 miss fails the cold start",
-                [("L1", counts.l1_misses), ("L3", counts.origin_misses)],
+                "Code package lookups that a cache tier could not serve; an L1 miss goes on to L2, an L2 miss to L3, and an L3 miss fails the cold start",
+                [("L1", counts.l1_misses), ("L2", counts.l2_misses), ("L3", counts.origin_misses)],
             ),
         ];
         for (name, help, values) in series {

@@ -14,11 +14,9 @@ use crate::AppState;
 pub async fn load_package(state: &AppState, account: &Account, source: CodeSource) -> ApiResult<ValidatedPackage> {
     let limits = state.package_limits;
     let bytes = match source {
-        CodeSource::Inline(encoded) => {
-            tokio::task::spawn_blocking(move || decode_base64_zip(&encoded, &limits))
-                .await
-                .map_err(|e| ApiError::Service(format!("package decoding failed: {e}")))??
-        }
+        CodeSource::Inline(encoded) => tokio::task::spawn_blocking(move || decode_base64_zip(&encoded, &limits))
+            .await
+            .map_err(|e| ApiError::Service(format!("package decoding failed: {e}")))??,
         CodeSource::Object {
             bucket,
             key,

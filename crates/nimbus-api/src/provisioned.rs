@@ -134,7 +134,12 @@ async fn resolve_version(state: &AppState, function: &FunctionRecord, qualifier:
         .store
         .get_version(function.function_id, number)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("version {number} of function '{}' was not found", function.name)))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "version {number} of function '{}' was not found",
+                function.name
+            ))
+        })
 }
 
 /// Checks that `requested` plus the function's other configurations fit within its

@@ -46,6 +46,10 @@ pub struct ServerConfig {
     pub async_retry_delays: Vec<Duration>,
     /// New execution environments per function per 10 seconds.
     pub burst_limit: u32,
+    /// Bytes of unpacked code each worker keeps on disk (L1).
+    pub code_cache_bytes: u64,
+    /// Bytes of zipped code the server keeps in memory for all workers (L2).
+    pub package_cache_bytes: u64,
     /// How often the warm pool manager reconciles provisioned concurrency and the
     /// dynamic warm pool.
     pub warm_pool_interval: Duration,
@@ -191,6 +195,10 @@ fn start_workers(
             )
         })?,
     };
+    let packages = Arc::new(nimbus_worker::PackageCache::new(
+        origin.clone(),
+        config.package_cache_bytes,
+    ));
     let mut workers = Vec::new();
     for index in 0..config.workers {
         let directory = match index {
@@ -210,10 +218,11 @@ fn start_workers(
                 host_id: index,
                 availability_zone: zone,
                 memory_mb,
+                code_cache_bytes: config.code_cache_bytes,
             },
             backend.clone(),
             catalog.clone(),
-            origin.clone(),
+            packages.clone(),
         )?);
     }
     Ok(workers)

@@ -93,6 +93,14 @@ struct ServerArgs {
     /// starts and pre-warms together; cold starts beyond it get 429.
     #[arg(long, env = "NIMBUS_BURST_LIMIT", default_value_t = nimbus_scheduler::scaling::DEFAULT_BURST_LIMIT, value_parser = clap::value_parser!(u32).range(1..))]
     burst_limit: u32,
+    /// Megabytes of unpacked code each worker keeps on disk (the L1 code cache);
+    /// least recently used packages that no slot uses are removed first.
+    #[arg(long, env = "NIMBUS_CODE_CACHE_MB", default_value_t = 2048)]
+    code_cache_mb: u64,
+    /// Megabytes of zipped code the server keeps in memory for all its workers (the L2
+    /// code cache), in front of the origin store.
+    #[arg(long, env = "NIMBUS_PACKAGE_CACHE_MB", default_value_t = 512)]
+    package_cache_mb: u64,
     /// Milliseconds between the warm pool manager's passes, which initialize and
     /// retire provisioned concurrency and pre-warm and expire the dynamic warm pool.
     #[arg(long, env = "NIMBUS_WARM_POOL_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -291,6 +299,8 @@ async fn async_main() -> ExitCode {
                     .map(|s| Duration::from_secs(*s))
                     .collect(),
                 burst_limit: args.burst_limit,
+                code_cache_bytes: args.code_cache_mb * 1024 * 1024,
+                package_cache_bytes: args.package_cache_mb * 1024 * 1024,
                 warm_pool_interval: Duration::from_millis(args.warm_pool_interval_ms),
             };
             server::run(config)

@@ -133,7 +133,11 @@ async fn concurrent_invocations_use_both_hosts() {
         hosts.push(result.host.clone());
     }
     hosts.sort();
-    assert_eq!(hosts, ["host-0", "host-0", "host-1", "host-1"], "slots spread over both hosts");
+    assert_eq!(
+        hosts,
+        ["host-0", "host-0", "host-1", "host-1"],
+        "slots spread over both hosts"
+    );
 
     let metrics = reqwest::get(format!("{}/metrics", server.url))
         .await
@@ -204,7 +208,10 @@ async fn all_hosts_draining_returns_429() {
     assert_eq!(rejected.status, 429, "no feasible host: {}", rejected.body);
     assert_eq!(rejected.body["type"], "TooManyRequestsException");
     assert_eq!(rejected.body["reason"], "NoCapacityAvailable");
-    assert!(started.elapsed() < Duration::from_secs(2), "rejected at once, not after a wait");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "rejected at once, not after a wait"
+    );
 
     let metrics = reqwest::get(format!("{}/metrics", server.url))
         .await
@@ -231,7 +238,10 @@ fn set_state_of_unknown_host_fails() {
     let output = server.admin(&["worker", "set-state", "host-7", "draining"]);
     assert!(!output.status.success(), "an unknown host is an error");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("host-7 was not found"), "error names the host: {stderr}");
+    assert!(
+        stderr.contains("host-7 was not found"),
+        "error names the host: {stderr}"
+    );
 }
 
 #[tokio::test]
@@ -248,7 +258,11 @@ async fn burst_limit_rejects_extra_cold_starts() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = invoke(&api, "burst", 0.0).await;
-    assert_eq!(second.status, 429, "a second new environment exceeds the burst: {}", second.body);
+    assert_eq!(
+        second.status, 429,
+        "a second new environment exceeds the burst: {}",
+        second.body
+    );
     assert_eq!(second.body["reason"], "FunctionInvocationRateLimitExceeded");
 
     let first = first.await.expect("first invocation task");
@@ -257,4 +271,81 @@ async fn burst_limit_rejects_extra_cold_starts() {
     let warm = invoke(&api, "burst", 0.0).await;
     assert_eq!(warm.status, 200, "a warm start is not limited: {}", warm.body);
     assert!(!warm.cold, "the invocation reused the warm slot");
+}
+
+/// Returns the `X-Worker` and `X-Cold-Start` headers of one invocation.
+async fn invoke_for_headers(api: &Api, name: &str, sleep_seconds: f64) -> (String, String) {
+    let response = api
+        .http
+        .post(format!("{}/functions/{name}/invocations", api.url))
+        .bearer_auth(&api.key)
+        .json(&json!({"sleep": sleep_seconds}))
+        .send()
+        .await
+        .expect("invoke reaches the server");
+    assert_eq!(response.status().as_u16(), 200);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    (header("x-worker"), header("x-cold-start"))
+}
+
+#[tokio::test]
+async fn code_cache_tiers() {
+    let server = start_two_workers();
+    let api = server.api();
+    deploy(&server, &api, "tiers").await;
+    wait_for_hosts(&server);
+
+    let (first_host, first) = invoke_for_headers(&api, "tiers", 0.0).await;
+    assert!(
+        first.contains("code=L3"),
+        "the first cold start fetches from the origin store: {first}"
+    );
+
+    // A second slot while the first is busy: the host that has the package unpacked
+    // scores higher, so the code comes from its L1 cache.
+    let busy = {
+        let api = api.clone();
+        tokio::spawn(async move { invoke_for_headers(&api, "tiers", 1.5).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (second_host, second) = invoke_for_headers(&api, "tiers", 0.0).await;
+    busy.await.expect("busy invocation");
+    assert_eq!(
+        second_host, first_host,
+        "the second slot goes where the package is cached"
+    );
+    assert!(
+        second.contains("code=L1"),
+        "the second cold start reuses the unpacked package: {second}"
+    );
+
+    // With that host draining, the other host cold-starts from the shared L2 cache.
+    set_state(&server, &first_host, "draining");
+    wait_for_heartbeat().await;
+    let (third_host, third) = invoke_for_headers(&api, "tiers", 0.0).await;
+    assert_ne!(third_host, first_host);
+    assert!(
+        third.contains("code=L2"),
+        "the other host gets the zip from the server's memory: {third}"
+    );
+
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("read /metrics");
+    for series in [
+        r#"nimbus_code_cache_hits_total{tier="L1"} 1"#,
+        r#"nimbus_code_cache_hits_total{tier="L2"} 1"#,
+        r#"nimbus_code_cache_hits_total{tier="L3"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in /metrics:\n{metrics}");
+    }
 }

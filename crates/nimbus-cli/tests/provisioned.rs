@@ -87,8 +87,10 @@ async fn put_provisioned(api: &Api, name: &str, qualifier: &str, count: i64) -> 
 }
 
 async fn get_provisioned(api: &Api, name: &str, qualifier: &str) -> common::Reply {
-    api.get(&format!("/functions/{name}/provisioned-concurrency?qualifier={qualifier}"))
-        .await
+    api.get(&format!(
+        "/functions/{name}/provisioned-concurrency?qualifier={qualifier}"
+    ))
+    .await
 }
 
 /// Polls the configuration until `done` accepts it, and returns it.
@@ -96,7 +98,11 @@ async fn wait_for_config(api: &Api, name: &str, qualifier: &str, done: impl Fn(&
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         let reply = get_provisioned(api, name, qualifier).await;
-        assert_eq!(reply.status, 200, "GET provisioned concurrency of {name}:{qualifier}: {}", reply.body);
+        assert_eq!(
+            reply.status, 200,
+            "GET provisioned concurrency of {name}:{qualifier}: {}",
+            reply.body
+        );
         if done(&reply.body) {
             return reply.body;
         }
@@ -174,7 +180,10 @@ async fn record_of(api: &Api, name: &str, request_id: &str) -> Value {
         if let Some(record) = found {
             return record;
         }
-        assert!(Instant::now() < deadline, "no invocation record of {request_id} within 10 s");
+        assert!(
+            Instant::now() < deadline,
+            "no invocation record of {request_id} within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -293,7 +302,10 @@ async fn alias_change_and_delete() {
     .await;
     assert_eq!(moved["available"], 1, "{moved}");
     let warm = invoke(&api, "moving", Some("prod"), &json!({})).await;
-    assert!(!warm.cold(), "prod should be provisioned on version 2 after the alias moved");
+    assert!(
+        !warm.cold(),
+        "prod should be provisioned on version 2 after the alias moved"
+    );
     assert_eq!(warm.body["version"], "2");
 
     let deleted = api
@@ -305,7 +317,10 @@ async fn alias_change_and_delete() {
 
     // The retired slot is gone, so the next invocation through prod cold-starts.
     let after = invoke(&api, "moving", Some("prod"), &json!({})).await;
-    assert!(after.cold(), "prod should cold-start after its provisioned slots were retired");
+    assert!(
+        after.cold(),
+        "prod should cold-start after its provisioned slots were retired"
+    );
     let record = record_of(&api, "moving", &after.request_id()).await;
     assert_eq!(record["cold_start"], true, "{record}");
 }
@@ -325,7 +340,12 @@ async fn provisioned_validation_errors() {
     assert_error(&alias_of_latest, 400, "InvalidParameterValueException", "latest-alias");
 
     let zero = put_provisioned(&api, "checked", "1", 0).await;
-    assert_error(&zero, 400, "InvalidParameterValueException", "provisioned_concurrent_executions 0");
+    assert_error(
+        &zero,
+        400,
+        "InvalidParameterValueException",
+        "provisioned_concurrent_executions 0",
+    );
 
     let unknown_alias = put_provisioned(&api, "checked", "staging", 1).await;
     assert_error(&unknown_alias, 404, "ResourceNotFoundException", "staging");
@@ -341,7 +361,12 @@ async fn provisioned_validation_errors() {
         .await;
     assert_eq!(reserved.status, 200, "{}", reserved.body);
     let over = put_provisioned(&api, "checked", "1", 3).await;
-    assert_error(&over, 400, "InvalidParameterValueException", "reserved concurrency of 2");
+    assert_error(
+        &over,
+        400,
+        "InvalidParameterValueException",
+        "reserved concurrency of 2",
+    );
     assert!(over.text("message").contains("is 3"), "{}", over.body);
 
     let unknown_config = get_provisioned(&api, "checked", "1").await;

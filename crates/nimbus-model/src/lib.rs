@@ -23,9 +23,8 @@ pub use state::{FunctionState, InvalidTransition};
 /// Formats a timestamp for API responses: RFC 3339 in UTC with milliseconds, so
 /// timestamps line up in columns.
 pub fn format_timestamp(at: time::OffsetDateTime) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     at.to_offset(time::UtcOffset::UTC)
         .format(&format)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())

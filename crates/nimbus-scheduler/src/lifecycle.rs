@@ -216,7 +216,13 @@ mod tests {
         for to in [Warm, Busy, Warm, Busy, Warm, Cooling, Terminated] {
             transition(&mut state, to, &mut counters).unwrap();
         }
-        assert_eq!(transition(&mut state, Warm, &mut counters), Err(InvalidSlotTransition { from: Terminated, to: Warm }));
+        assert_eq!(
+            transition(&mut state, Warm, &mut counters),
+            Err(InvalidSlotTransition {
+                from: Terminated,
+                to: Warm
+            })
+        );
 
         assert_eq!(counters.accepted(Warm, Busy), 2);
         assert_eq!(counters.accepted(Busy, Warm), 2);
@@ -228,7 +234,10 @@ mod tests {
 
     #[test]
     fn error_names_both_states() {
-        let error = InvalidSlotTransition { from: Cooling, to: Busy };
+        let error = InvalidSlotTransition {
+            from: Cooling,
+            to: Busy,
+        };
         assert_eq!(error.to_string(), "execution slot cannot change from COOLING to BUSY");
     }
 }

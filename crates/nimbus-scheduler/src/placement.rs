@@ -166,7 +166,10 @@ pub fn select_placement(hosts: &[HostView], request: &PlacementRequest) -> Optio
         .max_by(|(a_id, a), (b_id, b)| {
             // `max_by` keeps the last of equal elements, so on equal scores the
             // lower id must compare greater.
-            a.total().partial_cmp(&b.total()).unwrap_or(Ordering::Equal).then(b_id.cmp(a_id))
+            a.total()
+                .partial_cmp(&b.total())
+                .unwrap_or(Ordering::Equal)
+                .then(b_id.cmp(a_id))
         })
         .map(|(id, _)| id)
 }
@@ -410,7 +413,12 @@ mod tests {
             excluded.cached_packages.insert("sha-thumbnail-3".to_string());
             (case.change)(&mut excluded);
             let hosts = vec![excluded, host(2, "az-a")];
-            assert_eq!(select_placement(&hosts, &request(512)), Some(HostId(2)), "{}", case.name);
+            assert_eq!(
+                select_placement(&hosts, &request(512)),
+                Some(HostId(2)),
+                "{}",
+                case.name
+            );
         }
     }
 

@@ -423,9 +423,19 @@ mod tests {
         let prewarm_at = decision.prewarm_at.expect("a representative histogram pre-warms");
         // Gaps of exactly 5 minutes fall in bin [5, 6) minutes.
         assert_eq!(prewarm_at, last + Duration::from_secs(270), "5 minutes minus 10%");
-        assert_eq!(decision.keep_alive_until, last + Duration::from_secs(396), "6 minutes plus 10%");
-        assert!(prewarm_at < last + Duration::from_secs(300), "pre-warm precedes the next arrival");
-        assert!(decision.keep_alive_until > last + Duration::from_secs(300), "keep-alive covers it");
+        assert_eq!(
+            decision.keep_alive_until,
+            last + Duration::from_secs(396),
+            "6 minutes plus 10%"
+        );
+        assert!(
+            prewarm_at < last + Duration::from_secs(300),
+            "pre-warm precedes the next arrival"
+        );
+        assert!(
+            decision.keep_alive_until > last + Duration::from_secs(300),
+            "keep-alive covers it"
+        );
     }
 
     #[test]
@@ -542,8 +552,16 @@ mod tests {
         let decision = predictor.predict("report", idle_since);
 
         assert_eq!(decision.basis, DecisionBasis::Histogram);
-        assert_eq!(decision.prewarm_at, Some(idle_since + Duration::from_secs(216)), "4 minutes minus 10%");
-        assert_eq!(decision.keep_alive_until, idle_since + Duration::from_secs(330), "5 minutes plus 10%");
+        assert_eq!(
+            decision.prewarm_at,
+            Some(idle_since + Duration::from_secs(216)),
+            "4 minutes minus 10%"
+        );
+        assert_eq!(
+            decision.keep_alive_until,
+            idle_since + Duration::from_secs(330),
+            "5 minutes plus 10%"
+        );
         assert!(decision.prewarm_at.unwrap() < idle_since + Duration::from_secs(299));
         assert!(decision.keep_alive_until > idle_since + Duration::from_secs(299));
     }
@@ -627,8 +645,14 @@ mod tests {
             let end = start + Duration::from_millis(i * 10 + 500);
             predictor.record_completion("burst", end, Duration::from_millis(500));
         }
-        assert_eq!(predictor.estimate_demand("burst", start + Duration::from_secs(120)), 40.0);
-        assert_eq!(predictor.estimate_demand("burst", start + Duration::from_secs(301)), 0.0);
+        assert_eq!(
+            predictor.estimate_demand("burst", start + Duration::from_secs(120)),
+            40.0
+        );
+        assert_eq!(
+            predictor.estimate_demand("burst", start + Duration::from_secs(301)),
+            0.0
+        );
     }
 
     #[test]

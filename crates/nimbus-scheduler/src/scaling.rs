@@ -91,9 +91,14 @@ pub enum ScaleUpReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ScalingDecision {
     /// Start `add` new slots.
-    ScaleUp { add: u32, reason: ScaleUpReason },
+    ScaleUp {
+        add: u32,
+        reason: ScaleUpReason,
+    },
     /// Shut down `remove` warm slots.
-    ScaleDown { remove: u32 },
+    ScaleDown {
+        remove: u32,
+    },
     Hold,
 }
 
@@ -335,7 +340,11 @@ mod tests {
 
     #[test]
     fn idle_function_holds() {
-        let decision = decide_scaling(&MetricsWindow::default(), &SlotCounts::default(), &ScalingConfig::default());
+        let decision = decide_scaling(
+            &MetricsWindow::default(),
+            &SlotCounts::default(),
+            &ScalingConfig::default(),
+        );
         assert_eq!(decision, ScalingDecision::Hold);
     }
 
@@ -348,7 +357,11 @@ mod tests {
         assert_eq!(bucket.available(Timestamp::from_millis(5_000)), 500);
         assert_eq!(bucket.available(Timestamp::from_millis(5_009)), 500);
         assert_eq!(bucket.available(Timestamp::from_millis(5_010)), 501);
-        assert_eq!(bucket.available(Timestamp::from_millis(60_000)), 1000, "never above capacity");
+        assert_eq!(
+            bucket.available(Timestamp::from_millis(60_000)),
+            1000,
+            "never above capacity"
+        );
     }
 
     #[test]
@@ -356,16 +369,37 @@ mod tests {
         let clock = ManualClock::new(Timestamp::from_millis(0));
         let mut limiter = BurstLimiter::new(1000, Duration::from_secs(10));
 
-        assert_eq!(limiter.admit("thumbnail", 600, &clock), Admission { granted: 600, throttled: 0 });
-        assert_eq!(limiter.admit("thumbnail", 600, &clock), Admission { granted: 400, throttled: 200 });
+        assert_eq!(
+            limiter.admit("thumbnail", 600, &clock),
+            Admission {
+                granted: 600,
+                throttled: 0
+            }
+        );
+        assert_eq!(
+            limiter.admit("thumbnail", 600, &clock),
+            Admission {
+                granted: 400,
+                throttled: 200
+            }
+        );
         assert_eq!(
             limiter.admit("resize", 1000, &clock),
-            Admission { granted: 1000, throttled: 0 },
+            Admission {
+                granted: 1000,
+                throttled: 0
+            },
             "each function has its own bucket"
         );
 
         clock.advance(Duration::from_secs(10));
-        assert_eq!(limiter.admit("thumbnail", 1500, &clock), Admission { granted: 1000, throttled: 500 });
+        assert_eq!(
+            limiter.admit("thumbnail", 1500, &clock),
+            Admission {
+                granted: 1000,
+                throttled: 500
+            }
+        );
     }
 
     #[test]

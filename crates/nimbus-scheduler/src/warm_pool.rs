@@ -124,7 +124,11 @@ fn plan_provisioned(slots: &[SlotView], target: u32) -> Vec<Action> {
     if counts.warm + counts.busy < target {
         // Initializing slots will become warm, so they already count toward the target.
         let deficit = target.saturating_sub(counts.warm + counts.busy + counts.initializing);
-        return if deficit > 0 { vec![Action::Prewarm(deficit)] } else { Vec::new() };
+        return if deficit > 0 {
+            vec![Action::Prewarm(deficit)]
+        } else {
+            Vec::new()
+        };
     }
     let warm_needed = target.saturating_sub(counts.busy);
     if counts.warm <= warm_needed {
@@ -282,7 +286,10 @@ mod tests {
             slot(4, SlotState::Warm, 0, 50),
         ];
         // At 700 s, slots idle since 50 s and 100 s passed 600 s; the one from 300 s did not.
-        assert_eq!(plan(&slots, fixed_ttl(300), 0.0, 0, 700), vec![Action::Expire(vec![SlotId(4), SlotId(1)])]);
+        assert_eq!(
+            plan(&slots, fixed_ttl(300), 0.0, 0, 700),
+            vec![Action::Expire(vec![SlotId(4), SlotId(1)])]
+        );
     }
 
     #[test]
@@ -294,13 +301,19 @@ mod tests {
     fn idle_exactly_at_ttl_expires() {
         let slots = [slot(1, SlotState::Warm, 0, 0)];
         assert_eq!(plan(&slots, fixed_ttl(0), 0.0, 0, 599), vec![]);
-        assert_eq!(plan(&slots, fixed_ttl(0), 0.0, 0, 600), vec![Action::Expire(vec![SlotId(1)])]);
+        assert_eq!(
+            plan(&slots, fixed_ttl(0), 0.0, 0, 600),
+            vec![Action::Expire(vec![SlotId(1)])]
+        );
     }
 
     #[test]
     fn predicted_unloads_before_prewarm() {
         let slots = [slot(1, SlotState::Warm, 0, 2), slot(2, SlotState::Busy, 0, 0)];
-        assert_eq!(plan(&slots, predicted(0), 1.0, 0, 10), vec![Action::Expire(vec![SlotId(1)])]);
+        assert_eq!(
+            plan(&slots, predicted(0), 1.0, 0, 10),
+            vec![Action::Expire(vec![SlotId(1)])]
+        );
     }
 
     #[test]
@@ -348,7 +361,10 @@ mod tests {
             idle_timeout: DEFAULT_FIXED_TTL,
             basis: DecisionBasis::Histogram,
         };
-        assert_eq!(plan(&slots, decision, 0.5, 0, 650), vec![Action::Expire(vec![SlotId(1)])]);
+        assert_eq!(
+            plan(&slots, decision, 0.5, 0, 650),
+            vec![Action::Expire(vec![SlotId(1)])]
+        );
     }
 
     #[test]
@@ -363,7 +379,10 @@ mod tests {
         // Pre-warmed at 272 s and never used: kept until the window ends at 396 s.
         let slots = [slot(1, SlotState::Warm, 272, 272), slot(2, SlotState::Busy, 0, 0)];
         assert_eq!(plan(&slots, predicted(0), 0.5, 0, 395), vec![]);
-        assert_eq!(plan(&slots, predicted(0), 0.5, 0, 396), vec![Action::Expire(vec![SlotId(1)])]);
+        assert_eq!(
+            plan(&slots, predicted(0), 0.5, 0, 396),
+            vec![Action::Expire(vec![SlotId(1)])]
+        );
     }
 
     #[test]

@@ -151,7 +151,11 @@ fn full_host_evicts_idle_slot() {
     config.hosts = 1;
     config.zones = 1;
     config.host_slots = 1;
-    let report = replay(&trace(&[("a", 0, 1_000, 128), ("b", 10_000, 1_000, 128)]), Policy::FixedTtl, &config);
+    let report = replay(
+        &trace(&[("a", 0, 1_000, 128), ("b", 10_000, 1_000, 128)]),
+        Policy::FixedTtl,
+        &config,
+    );
 
     assert_eq!(report.evicted, 1);
     assert_eq!(report.served, 2);
@@ -222,21 +226,41 @@ fn cli_generates_then_replays() {
     let path = dir.path().join("trace.csv");
     let path = path.to_str().unwrap();
 
-    let generated = run_cli(&["sim", "generate", "--functions", "30", "--hours", "0.25", "--seed", "5", "--out", path]).unwrap();
+    let generated = run_cli(&[
+        "sim",
+        "generate",
+        "--functions",
+        "30",
+        "--hours",
+        "0.25",
+        "--seed",
+        "5",
+        "--out",
+        path,
+    ])
+    .unwrap();
     assert!(generated.starts_with("wrote "), "{generated}");
     assert!(generated.contains("30 functions"), "{generated}");
 
     let output = run_cli(&["sim", "--trace", path, "--hosts", "4"]).unwrap();
     assert!(output.contains("hybrid-histogram"), "{output}");
     assert!(output.contains("fixed-ttl-10m"), "{output}");
-    for row in ["cold-start ratio", "added latency p50 (ms)", "added latency p99 (ms)", "idle memory-time (MB·s)", "throttles"] {
+    for row in [
+        "cold-start ratio",
+        "added latency p50 (ms)",
+        "added latency p99 (ms)",
+        "idle memory-time (MB·s)",
+        "throttles",
+    ] {
         assert!(output.contains(row), "missing row {row}: {output}");
     }
 }
 
 #[test]
 fn cli_requires_trace() {
-    let error = Cli::try_parse_from(["nimbus", "sim"]).err().expect("missing --trace is rejected");
+    let error = Cli::try_parse_from(["nimbus", "sim"])
+        .err()
+        .expect("missing --trace is rejected");
     assert!(error.to_string().contains("--trace <FILE>"), "{error}");
 }
 
@@ -258,7 +282,11 @@ fn cli_reports_missing_file() {
 fn cli_reports_bad_row_with_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.csv");
-    std::fs::write(&path, "function,arrival_ms,duration_ms,memory_mb\nf,0,10,128\nf,x,10,128\n").unwrap();
+    std::fs::write(
+        &path,
+        "function,arrival_ms,duration_ms,memory_mb\nf,0,10,128\nf,x,10,128\n",
+    )
+    .unwrap();
     let error = run_cli(&["sim", "--trace", path.to_str().unwrap()]).unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -277,9 +305,15 @@ fn cli_rejects_bad_options() {
         "invalid --hours `0`: expected a number of hours greater than 0 and at most 336"
     );
     let error = run_cli(&["sim", "generate", "--functions", "0", "--out", "/tmp/unused.csv"]).unwrap_err();
-    assert_eq!(error.to_string(), "invalid --functions `0`: expected at least 1 function");
+    assert_eq!(
+        error.to_string(),
+        "invalid --functions `0`: expected at least 1 function"
+    );
     let error = run_cli(&["sim", "--trace", "t.csv", "--zones", "3", "--hosts", "2"]).unwrap_err();
-    assert_eq!(error.to_string(), "invalid --zones `3`: expected 1 to 2 zones (at most one per host)");
+    assert_eq!(
+        error.to_string(),
+        "invalid --zones `3`: expected 1 to 2 zones (at most one per host)"
+    );
 }
 
 #[test]
@@ -296,9 +330,19 @@ fn cli_rejects_function_larger_than_host() {
 
 #[test]
 fn cli_reports_unwritable_output() {
-    let error = run_cli(&["sim", "generate", "--functions", "2", "--out", "/nonexistent/dir/trace.csv"]).unwrap_err();
+    let error = run_cli(&[
+        "sim",
+        "generate",
+        "--functions",
+        "2",
+        "--out",
+        "/nonexistent/dir/trace.csv",
+    ])
+    .unwrap_err();
     assert!(
-        error.to_string().starts_with("failed to write trace /nonexistent/dir/trace.csv: "),
+        error
+            .to_string()
+            .starts_with("failed to write trace /nonexistent/dir/trace.csv: "),
         "{error}"
     );
 }

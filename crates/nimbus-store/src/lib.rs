@@ -294,4 +294,3 @@ pub trait ControlStore: Send + Sync {
     /// Sets a host's desired state. Returns false when no host has that id.
     async fn set_worker_host_state(&self, host_id: u32, desired_state: &str) -> Result<bool>;
 }
-

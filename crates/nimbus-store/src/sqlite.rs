@@ -14,9 +14,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{WorkerHostRecord, 
+use crate::{
     min_unreserved_concurrency, Account, AccountUsage, AliasRecord, AsyncEvent, ControlStore, InvocationRecord,
-    LogEvent, LogQuery, ProvisionedConcurrencyRecord, ProvisionedStatus, Result, StoreError,
+    LogEvent, LogQuery, ProvisionedConcurrencyRecord, ProvisionedStatus, Result, StoreError, WorkerHostRecord,
 };
 
 pub struct SqliteStore {
@@ -1013,19 +1013,23 @@ impl ControlStore for SqliteStore {
         function_id: Uuid,
         qualifier: &str,
     ) -> Result<Option<ProvisionedConcurrencyRecord>> {
-        let row = sqlx::query(&format!("SELECT {PROVISIONED_COLUMNS} WHERE function_id = $1 AND qualifier = $2"))
-            .bind(function_id.to_string())
-            .bind(qualifier)
-            .fetch_optional(&self.reader)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {PROVISIONED_COLUMNS} WHERE function_id = $1 AND qualifier = $2"
+        ))
+        .bind(function_id.to_string())
+        .bind(qualifier)
+        .fetch_optional(&self.reader)
+        .await?;
         row.as_ref().map(provisioned_from_row).transpose()
     }
 
     async fn list_provisioned_concurrency(&self, function_id: Uuid) -> Result<Vec<ProvisionedConcurrencyRecord>> {
-        let rows = sqlx::query(&format!("SELECT {PROVISIONED_COLUMNS} WHERE function_id = $1 ORDER BY qualifier"))
-            .bind(function_id.to_string())
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {PROVISIONED_COLUMNS} WHERE function_id = $1 ORDER BY qualifier"
+        ))
+        .bind(function_id.to_string())
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(provisioned_from_row).collect()
     }
 
@@ -1092,12 +1096,14 @@ impl ControlStore for SqliteStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(host_id, availability_zone, desired_state, last_heartbeat_ms)| WorkerHostRecord {
-                host_id: host_id as u32,
-                availability_zone,
-                desired_state,
-                last_heartbeat_ms,
-            })
+            .map(
+                |(host_id, availability_zone, desired_state, last_heartbeat_ms)| WorkerHostRecord {
+                    host_id: host_id as u32,
+                    availability_zone,
+                    desired_state,
+                    last_heartbeat_ms,
+                },
+            )
             .collect())
     }
 
@@ -1110,4 +1116,3 @@ impl ControlStore for SqliteStore {
         Ok(result.rows_affected() > 0)
     }
 }
-

@@ -1205,7 +1205,10 @@ async fn provisioned_put_get_list_delete() {
         .await
         .unwrap();
 
-    let found = store.get_provisioned_concurrency(function.function_id, "prod").await.unwrap();
+    let found = store
+        .get_provisioned_concurrency(function.function_id, "prod")
+        .await
+        .unwrap();
     assert_eq!(found, Some(prod.clone()));
     let listed = store.list_provisioned_concurrency(function.function_id).await.unwrap();
     let qualifiers: Vec<&str> = listed.iter().map(|c| c.qualifier.as_str()).collect();
@@ -1223,9 +1226,21 @@ async fn provisioned_put_get_list_delete() {
     assert_eq!(found.requested, 5);
     assert_eq!(found.created_at, prod.created_at, "a replacement keeps created_at");
 
-    assert!(store.delete_provisioned_concurrency(function.function_id, "prod").await.unwrap());
-    assert!(!store.delete_provisioned_concurrency(function.function_id, "prod").await.unwrap());
-    assert_eq!(store.get_provisioned_concurrency(function.function_id, "prod").await.unwrap(), None);
+    assert!(store
+        .delete_provisioned_concurrency(function.function_id, "prod")
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_provisioned_concurrency(function.function_id, "prod")
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .get_provisioned_concurrency(function.function_id, "prod")
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]

@@ -69,9 +69,7 @@ impl Worker {
             let mut expired = Vec::new();
             for slots in pool.idle.values_mut() {
                 let (chosen, rest): (Vec<Slot>, Vec<Slot>) = slots.drain(..).partition(|s| {
-                    s.provisioned.is_none()
-                        && ids.contains(&s.id)
-                        && s.keep_until.is_none_or(|until| until <= now)
+                    s.provisioned.is_none() && ids.contains(&s.id) && s.keep_until.is_none_or(|until| until <= now)
                 });
                 *slots = rest;
                 expired.extend(chosen);
@@ -136,7 +134,8 @@ impl Worker {
             let mut ready = 0;
             let mut first_error = reserve_error;
             while let Some(joined) = tasks.join_next().await {
-                let outcome = joined.unwrap_or_else(|e| Err(WorkerError::Io(format!("prewarm task failed: {e}")).into()));
+                let outcome =
+                    joined.unwrap_or_else(|e| Err(WorkerError::Io(format!("prewarm task failed: {e}")).into()));
                 match outcome {
                     Ok(()) => ready += 1,
                     Err(error) => {

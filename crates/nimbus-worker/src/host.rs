@@ -12,8 +12,8 @@ use nimbus_scheduler::placement::{FunctionOnHost, HostId, HostState, HostView};
 use uuid::Uuid;
 
 use crate::{
-    CacheCounts, OnDemandSlot, InvokeRequest, InvokeResult, PrewarmError, ProvisionedCounts, ProvisionedTarget, SlotKey, Worker,
-    WorkerError,
+    CacheCounts, InvokeRequest, InvokeResult, OnDemandSlot, PrewarmError, ProvisionedCounts, ProvisionedTarget,
+    SlotKey, Worker, WorkerError,
 };
 
 /// How often a host reports that it is alive.
@@ -59,8 +59,11 @@ pub trait WorkerHost: Send + Sync {
     /// See [`Worker::keep_warm`].
     fn keep_warm(&self, ids: &[String], duration: Duration);
     /// See [`Worker::prewarm_on_demand`].
-    fn prewarm_on_demand(&self, request: &InvokeRequest, count: usize)
-        -> BoxFuture<'static, Result<usize, PrewarmError>>;
+    fn prewarm_on_demand(
+        &self,
+        request: &InvokeRequest,
+        count: usize,
+    ) -> BoxFuture<'static, Result<usize, PrewarmError>>;
     /// Idle and busy slots.
     fn slot_counts(&self) -> (usize, usize);
     fn cache_counts(&self) -> CacheCounts;
@@ -80,7 +83,12 @@ impl WorkerHost for Worker {
         let pool = self.pool.lock().expect("pool lock");
         // Idle on-demand slots are evicted when a new slot needs room, so their slot
         // and memory count as free.
-        let evictable: Vec<&crate::Slot> = pool.idle.values().flatten().filter(|s| s.provisioned.is_none()).collect();
+        let evictable: Vec<&crate::Slot> = pool
+            .idle
+            .values()
+            .flatten()
+            .filter(|s| s.provisioned.is_none())
+            .collect();
         let evictable_memory: u64 = evictable.iter().map(|s| s.memory_mb).sum();
         let used_memory: u64 = pool
             .states

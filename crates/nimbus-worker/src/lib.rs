@@ -24,19 +24,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use nimbus_code::OriginStore;
 use nimbus_model::{CodeInfo, FunctionSettings};
 use nimbus_runtime::{InitOutcome, Invocation, InvokeOutcome, RuntimeApi, RuntimeApiLimits, RuntimeCatalog};
 use nimbus_sandbox::{SandboxBackend, SlotControl, SlotExit, SlotSpec};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use cache::{CacheCounts, CacheTier, CodeCache};
+pub use cache::{CacheCounts, CacheTier, CodeCache, CodeLease, PackageCache, DEFAULT_L1_BYTES, DEFAULT_L2_BYTES};
 pub use dynamic::OnDemandSlot;
 pub use host::{WorkerHost, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT};
+pub use logs::LogLine;
 pub use nimbus_scheduler::lifecycle::{SlotState, TransitionCounters};
 pub use nimbus_scheduler::placement::{HostId, HostState, HostView};
-pub use logs::LogLine;
 pub use provisioned::{PrewarmError, ProvisionedCounts, ProvisionedTarget};
 
 /// Lambda limits the init phase of on-demand environments to 10 seconds.
@@ -63,6 +62,8 @@ pub struct WorkerConfig {
     pub availability_zone: String,
     /// Memory that this worker's slots may use together, in MB.
     pub memory_mb: u64,
+    /// Bytes of unpacked packages this worker keeps on disk (its L1 cache).
+    pub code_cache_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +79,11 @@ pub enum WorkerError {
     /// The frontend's burst limit on new execution environments of one function
     /// rejected a cold start.
     #[error("function {function} started its limit of {limit} new execution environments in the last {interval_s} seconds; retry later")]
-    BurstLimitExceeded { function: String, limit: u32, interval_s: u64 },
+    BurstLimitExceeded {
+        function: String,
+        limit: u32,
+        interval_s: u64,
+    },
     #[error("{0}")]
     Code(String),
     #[error("{0}")]
@@ -194,6 +199,8 @@ struct Slot {
     provisioned: Option<ProvisionedTarget>,
     /// The dynamic warm pool keeps this idle slot past the idle TTL until then.
     keep_until: Option<Instant>,
+    /// Keeps the slot's unpacked code from eviction while the slot lives.
+    _code: CodeLease,
 }
 
 #[derive(Default)]
@@ -336,7 +343,7 @@ impl Worker {
         config: WorkerConfig,
         backend: Arc<dyn SandboxBackend>,
         catalog: RuntimeCatalog,
-        origin: Arc<OriginStore>,
+        packages: Arc<PackageCache>,
     ) -> Result<Arc<Worker>, WorkerError> {
         let runtime_dir = config.data_dir.join("runtime");
         nimbus_runtime::install_bootstraps(&runtime_dir).map_err(|e| {
@@ -345,7 +352,7 @@ impl Worker {
                 runtime_dir.display()
             ))
         })?;
-        let cache = CodeCache::new(&config.data_dir.join("cache"), origin)?;
+        let cache = CodeCache::new(&config.data_dir.join("cache"), packages, config.code_cache_bytes)?;
         let worker = Arc::new_cyclic(|this| Worker {
             this: this.clone(),
             config,
@@ -411,13 +418,11 @@ impl Worker {
             let mut pool = self.pool.lock().expect("pool lock");
             let mut expired = Vec::new();
             for slots in pool.idle.values_mut() {
-                let (old, fresh): (Vec<Slot>, Vec<Slot>) = slots
-                    .drain(..)
-                    .partition(|s| {
-                        s.provisioned.is_none()
-                            && s.last_used.elapsed() > ttl
-                            && s.keep_until.is_none_or(|until| until <= Instant::now())
-                    });
+                let (old, fresh): (Vec<Slot>, Vec<Slot>) = slots.drain(..).partition(|s| {
+                    s.provisioned.is_none()
+                        && s.last_used.elapsed() > ttl
+                        && s.keep_until.is_none_or(|until| until <= Instant::now())
+                });
                 *slots = fresh;
                 expired.extend(old);
             }
@@ -561,7 +566,11 @@ impl Worker {
     /// runtime exited while idle (a background thread that ended the process, for
     /// example) is destroyed, and the invocation claims again, so it gets a new slot
     /// instead of that exit.
-    pub(crate) async fn invoke_claimed(&self, request: InvokeRequest, claim: Claim) -> Result<InvokeResult, WorkerError> {
+    pub(crate) async fn invoke_claimed(
+        &self,
+        request: InvokeRequest,
+        claim: Claim,
+    ) -> Result<InvokeResult, WorkerError> {
         let key = SlotKey::of(&request);
         let started_at = OffsetDateTime::now_utc();
         let mut claim = claim;
@@ -585,7 +594,10 @@ impl Worker {
                     self.stats.cold_starts.fetch_add(1, Ordering::Relaxed);
                     match self.cold_start(&request, None, slot_id).await {
                         Ok(Ok((slot, timing))) => {
-                            self.pool.lock().expect("pool lock").transition(&slot.id, SlotState::Busy);
+                            self.pool
+                                .lock()
+                                .expect("pool lock")
+                                .transition(&slot.id, SlotState::Busy);
                             break (slot, Some(timing));
                         }
                         Ok(Err(failed)) => {
@@ -650,7 +662,11 @@ impl Worker {
     ) -> Result<Result<(Slot, ColdStart), FailedInit>, WorkerError> {
         let started = self.start_slot(request, provisioned, slot_id.clone()).await;
         match &started {
-            Ok(Ok(_)) => self.pool.lock().expect("pool lock").transition(&slot_id, SlotState::Warm),
+            Ok(Ok(_)) => self
+                .pool
+                .lock()
+                .expect("pool lock")
+                .transition(&slot_id, SlotState::Warm),
             // A failed init was destroyed, which terminated its record.
             Ok(Err(_)) => {}
             Err(_) => self.pool.lock().expect("pool lock").terminate(&slot_id),
@@ -665,7 +681,8 @@ impl Worker {
         slot_id: String,
     ) -> Result<Result<(Slot, ColdStart), FailedInit>, WorkerError> {
         let code_started = Instant::now();
-        let (code_dir, code_tier) = self.cache.ensure(&request.code.sha256).await?;
+        let (code, code_tier) = self.cache.ensure(&request.code.sha256).await?;
+        let code_dir = code.path().to_path_buf();
         let code_ms = elapsed_ms(code_started);
 
         let sandbox_started = Instant::now();
@@ -725,6 +742,7 @@ impl Worker {
             invocations: 0,
             provisioned,
             keep_until: None,
+            _code: code,
         };
         let timing = ColdStart {
             code_ms,

@@ -241,7 +241,8 @@ impl Worker {
             let mut ready = 0;
             let mut first_error = None;
             while let Some(joined) = tasks.join_next().await {
-                let outcome = joined.unwrap_or_else(|e| Err(WorkerError::Io(format!("prewarm task failed: {e}")).into()));
+                let outcome =
+                    joined.unwrap_or_else(|e| Err(WorkerError::Io(format!("prewarm task failed: {e}")).into()));
                 match outcome {
                     Ok(()) => ready += 1,
                     Err(error) => {
@@ -257,7 +258,11 @@ impl Worker {
     }
 
     /// Starts one slot counted as initializing for `target` and adds it to the pool.
-    async fn start_provisioned_slot(&self, request: &InvokeRequest, target: ProvisionedTarget) -> Result<(), PrewarmError> {
+    async fn start_provisioned_slot(
+        &self,
+        request: &InvokeRequest,
+        target: ProvisionedTarget,
+    ) -> Result<(), PrewarmError> {
         let started = self.try_start_provisioned_slot(request, &target).await;
         let mut pool = self.pool.lock().expect("pool lock");
         let state = pool.provisioned.entry(target.clone()).or_default();

@@ -297,7 +297,8 @@ impl<'a> Engine<'a> {
         self.functions[function].last_arrival = Some(now);
         self.report.per_function[function].invocations += 1;
         if self.policy == Policy::HybridHistogram {
-            self.predictor.record_arrival(&self.functions[function].request.function, now);
+            self.predictor
+                .record_arrival(&self.functions[function].request.function, now);
         }
 
         if let Some(slot) = self.functions[function].idle.pop() {
@@ -394,7 +395,10 @@ impl<'a> Engine<'a> {
             };
             let name = &self.functions[function].request.function;
             let (decision, demand) = match self.policy {
-                Policy::HybridHistogram => (self.predictor.predict(name, now), self.predictor.estimate_demand(name, now)),
+                Policy::HybridHistogram => (
+                    self.predictor.predict(name, now),
+                    self.predictor.estimate_demand(name, now),
+                ),
                 Policy::FixedTtl => (
                     WarmDecision::fixed_ttl(last_arrival, self.config.predictor.fixed_ttl, DecisionBasis::FixedTtl),
                     0.0,
@@ -538,7 +542,10 @@ impl<'a> Engine<'a> {
         self.idle_index.insert((now, slot));
         self.functions[function].idle.push(slot);
         let name = &self.functions[function].request.function;
-        let on_host = self.hosts[host].functions.get_mut(name).expect("host counts the function's slots");
+        let on_host = self.hosts[host]
+            .functions
+            .get_mut(name)
+            .expect("host counts the function's slots");
         match on_host.warm_by_version.get_mut(VERSION) {
             Some(warm) => *warm += 1,
             None => {
@@ -556,7 +563,9 @@ impl<'a> Engine<'a> {
             (s.function, s.host, s.last_used_at)
         };
         self.idle_index.remove(&(idle_since, slot));
-        let idle = now.min(self.horizon).saturating_duration_since(idle_since.min(self.horizon));
+        let idle = now
+            .min(self.horizon)
+            .saturating_duration_since(idle_since.min(self.horizon));
         let idle_memory = u128::from(self.functions[function].memory_mb) * idle.as_millis();
         self.report.idle_memory_mb_ms += idle_memory;
         self.report.per_function[function].idle_memory_mb_ms += idle_memory;

@@ -55,9 +55,13 @@ pub struct GenerateConfig {
 pub enum ArrivalPattern {
     Poisson,
     /// Fires every period, with a random phase.
-    Timer { period: Duration },
+    Timer {
+        period: Duration,
+    },
     /// Bursts of invocations within 5 s, the bursts arriving as a Poisson process.
-    Bursty { mean_burst_size: u32 },
+    Bursty {
+        mean_burst_size: u32,
+    },
 }
 
 /// The parameters drawn for one function.
@@ -255,7 +259,8 @@ pub struct ShapeSummary {
 impl ShapeSummary {
     pub fn of(specs: &[FunctionSpec]) -> ShapeSummary {
         let count = specs.len().max(1) as f64;
-        let share = |predicate: &dyn Fn(&FunctionSpec) -> bool| specs.iter().filter(|s| predicate(s)).count() as f64 / count;
+        let share =
+            |predicate: &dyn Fn(&FunctionSpec) -> bool| specs.iter().filter(|s| predicate(s)).count() as f64 / count;
         let pattern_count =
             |predicate: &dyn Fn(&ArrivalPattern) -> bool| specs.iter().filter(|s| predicate(&s.pattern)).count();
         ShapeSummary {
@@ -298,9 +303,21 @@ mod tests {
     fn shape_matches_targets() {
         let generated = generate(2_000, 1);
         let shape = ShapeSummary::of(&generated.specs);
-        assert!((0.40..=0.50).contains(&shape.at_most_hourly), "at most hourly: {}", shape.at_most_hourly);
-        assert!((0.40..=0.65).contains(&shape.sub_second), "under 1 s: {}", shape.sub_second);
-        assert!(shape.rate_decades() > 7.5, "rate span: {} decades", shape.rate_decades());
+        assert!(
+            (0.40..=0.50).contains(&shape.at_most_hourly),
+            "at most hourly: {}",
+            shape.at_most_hourly
+        );
+        assert!(
+            (0.40..=0.65).contains(&shape.sub_second),
+            "under 1 s: {}",
+            shape.sub_second
+        );
+        assert!(
+            shape.rate_decades() > 7.5,
+            "rate span: {} decades",
+            shape.rate_decades()
+        );
         assert!(shape.timers > 0, "timers");
         assert!(shape.bursty > 0, "bursty");
         assert_eq!(shape.timers + shape.bursty + shape.poisson, 2_000);
@@ -311,9 +328,17 @@ mod tests {
         let generated = generate(200, 3);
         let horizon = Timestamp::from_millis(3_600_000);
         assert!(generated.trace.invocations.iter().all(|i| i.arrival < horizon));
-        assert!(generated.trace.invocations.windows(2).all(|w| w[0].arrival <= w[1].arrival));
+        assert!(generated
+            .trace
+            .invocations
+            .windows(2)
+            .all(|w| w[0].arrival <= w[1].arrival));
         for function in &generated.trace.functions {
-            assert!([128, 256, 512, 1024].contains(&function.memory_mb), "{}", function.memory_mb);
+            assert!(
+                [128, 256, 512, 1024].contains(&function.memory_mb),
+                "{}",
+                function.memory_mb
+            );
         }
     }
 

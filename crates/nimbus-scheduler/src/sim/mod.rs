@@ -16,8 +16,8 @@ use crate::scaling::{DEFAULT_BURST_INTERVAL, DEFAULT_BURST_LIMIT};
 use crate::warm_pool::{WarmPoolConfig, DEFAULT_BUFFER_FACTOR, MAX_PREDICTIVE_WARM};
 
 pub use engine::{replay, Policy, SimConfig};
-pub use metrics::{FunctionCounts, PolicyReport};
 pub use generate::{generate_trace, GenerateConfig, GeneratedTrace};
+pub use metrics::{FunctionCounts, PolicyReport};
 pub use trace::{read_trace, write_trace, Trace};
 
 /// Maximum length of a generated trace: two weeks, the length of the Azure 2019 trace.
@@ -36,7 +36,11 @@ pub enum SimError {
     #[error("failed to write trace {}: {error}", path.display())]
     WriteTrace { path: PathBuf, error: io::Error },
     #[error("{}:{line}: {message}", path.display())]
-    InvalidRow { path: PathBuf, line: usize, message: String },
+    InvalidRow {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error(
         "trace {} has no invocations. Add rows after the header `{}`.",
         path.display(),
@@ -183,7 +187,10 @@ fn run_generate(args: &GenerateArgs, out: &mut dyn Write) -> Result<(), SimError
 }
 
 fn run_replay(args: &ReplayArgs, out: &mut dyn Write) -> Result<(), SimError> {
-    let path = args.trace.as_ref().ok_or_else(|| invalid("--trace", "", "expected a CSV trace file"))?;
+    let path = args
+        .trace
+        .as_ref()
+        .ok_or_else(|| invalid("--trace", "", "expected a CSV trace file"))?;
     let config = sim_config(args)?;
 
     let read_started = Instant::now();
@@ -215,11 +222,18 @@ fn sim_config(args: &ReplayArgs) -> Result<SimConfig, SimError> {
         return Err(invalid(
             "--zones",
             args.zones,
-            format!("expected 1 to {} zones (at most one per host)", args.hosts.min(MAX_ZONES)),
+            format!(
+                "expected 1 to {} zones (at most one per host)",
+                args.hosts.min(MAX_ZONES)
+            ),
         ));
     }
     if args.host_memory_mb == 0 {
-        return Err(invalid("--host-memory-mb", args.host_memory_mb, "expected at least 1 MB"));
+        return Err(invalid(
+            "--host-memory-mb",
+            args.host_memory_mb,
+            "expected at least 1 MB",
+        ));
     }
     if args.host_slots == 0 {
         return Err(invalid("--host-slots", args.host_slots, "expected at least 1 slot"));
@@ -228,16 +242,32 @@ fn sim_config(args: &ReplayArgs) -> Result<SimConfig, SimError> {
         return Err(invalid("--ttl-minutes", args.ttl_minutes, "expected at least 1 minute"));
     }
     if args.round_interval_ms == 0 {
-        return Err(invalid("--round-interval-ms", args.round_interval_ms, "expected at least 1 ms"));
+        return Err(invalid(
+            "--round-interval-ms",
+            args.round_interval_ms,
+            "expected at least 1 ms",
+        ));
     }
     if args.burst_limit == 0 {
-        return Err(invalid("--burst-limit", args.burst_limit, "expected at least 1 environment"));
+        return Err(invalid(
+            "--burst-limit",
+            args.burst_limit,
+            "expected at least 1 environment",
+        ));
     }
     if !(args.buffer_factor > 0.0 && args.buffer_factor <= 100.0) {
-        return Err(invalid("--buffer-factor", args.buffer_factor, "expected a factor greater than 0 and at most 100"));
+        return Err(invalid(
+            "--buffer-factor",
+            args.buffer_factor,
+            "expected a factor greater than 0 and at most 100",
+        ));
     }
     if args.burst_interval_s == 0 {
-        return Err(invalid("--burst-interval-s", args.burst_interval_s, "expected at least 1 second"));
+        return Err(invalid(
+            "--burst-interval-s",
+            args.burst_interval_s,
+            "expected at least 1 second",
+        ));
     }
     let predictor = PredictorConfig {
         fixed_ttl: Duration::from_secs(args.ttl_minutes * 60),

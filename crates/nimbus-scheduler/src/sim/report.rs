@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::sim::engine::{Policy, SimConfig};
-use crate::sim::metrics::PolicyReport;
 use crate::sim::generate::{GeneratedTrace, ShapeSummary};
+use crate::sim::metrics::PolicyReport;
 use crate::sim::trace::Trace;
 
 const LABEL_WIDTH: usize = 30;
@@ -66,19 +66,39 @@ pub fn write_comparison(
     let rows: Vec<(&str, fn(&PolicyReport) -> String)> = vec![
         ("cold-start ratio", |r| format!("{:.2} %", r.cold_start_ratio() * 100.0)),
         ("cold starts", |r| group_digits(r.cold_starts)),
-        ("  per-function ratio p50", |r| format!("{:.2} %", r.function_cold_start_percentile(50.0) * 100.0)),
-        ("  per-function ratio p75", |r| format!("{:.2} %", r.function_cold_start_percentile(75.0) * 100.0)),
-        ("added latency p50 (ms)", |r| r.added_latency_percentile(50.0).to_string()),
-        ("added latency p99 (ms)", |r| r.added_latency_percentile(99.0).to_string()),
-        ("added latency p99.9 (ms)", |r| r.added_latency_percentile(99.9).to_string()),
-        ("added latency mean (ms)", |r| format!("{:.2}", r.mean_added_latency_ms())),
-        ("idle memory-time (MB·s)", |r| group_digits(r.idle_memory_mb_seconds().round() as u64)),
+        ("  per-function ratio p50", |r| {
+            format!("{:.2} %", r.function_cold_start_percentile(50.0) * 100.0)
+        }),
+        ("  per-function ratio p75", |r| {
+            format!("{:.2} %", r.function_cold_start_percentile(75.0) * 100.0)
+        }),
+        ("added latency p50 (ms)", |r| {
+            r.added_latency_percentile(50.0).to_string()
+        }),
+        ("added latency p99 (ms)", |r| {
+            r.added_latency_percentile(99.0).to_string()
+        }),
+        ("added latency p99.9 (ms)", |r| {
+            r.added_latency_percentile(99.9).to_string()
+        }),
+        ("added latency mean (ms)", |r| {
+            format!("{:.2}", r.mean_added_latency_ms())
+        }),
+        ("idle memory-time (MB·s)", |r| {
+            group_digits(r.idle_memory_mb_seconds().round() as u64)
+        }),
         ("throttles", |r| group_digits(r.throttles())),
         ("  by burst limit", |r| group_digits(r.throttled_by_burst_limit)),
         ("  by capacity", |r| group_digits(r.throttled_by_capacity)),
-        ("infrequent functions (≤ 1/min)", |r| group_digits(r.infrequent_functions)),
-        ("  cold-start ratio", |r| format!("{:.2} %", ratio(r.infrequent.cold_starts, r.infrequent.served) * 100.0)),
-        ("  idle memory-time (MB·s)", |r| group_digits((r.infrequent.idle_memory_mb_ms / 1000) as u64)),
+        ("infrequent functions (≤ 1/min)", |r| {
+            group_digits(r.infrequent_functions)
+        }),
+        ("  cold-start ratio", |r| {
+            format!("{:.2} %", ratio(r.infrequent.cold_starts, r.infrequent.served) * 100.0)
+        }),
+        ("  idle memory-time (MB·s)", |r| {
+            group_digits((r.infrequent.idle_memory_mb_ms / 1000) as u64)
+        }),
         ("peak memory (MB)", |r| group_digits(r.peak_memory_mb)),
         ("invocations served", |r| group_digits(r.served)),
         ("slots started", |r| group_digits(r.slots_started)),
@@ -89,7 +109,10 @@ pub fn write_comparison(
             if r.pool_decisions == 0 {
                 "-".to_string()
             } else {
-                format!("{:.1} %", 100.0 * r.histogram_decisions as f64 / r.pool_decisions as f64)
+                format!(
+                    "{:.1} %",
+                    100.0 * r.histogram_decisions as f64 / r.pool_decisions as f64
+                )
             }
         }),
         ("replay time (s)", |r| format!("{:.2}", r.replay_time.as_secs_f64())),
@@ -131,7 +154,11 @@ fn write_row(out: &mut dyn Write, label: &str, values: &[String]) -> io::Result<
 /// Describes `value` relative to `baseline`, such as "-35.2 %".
 fn relative_change(value: f64, baseline: f64) -> String {
     if baseline == 0.0 {
-        return if value == 0.0 { "equal (both 0)".to_string() } else { "up from 0".to_string() };
+        return if value == 0.0 {
+            "equal (both 0)".to_string()
+        } else {
+            "up from 0".to_string()
+        };
     }
     format!("{:+.1} %", (value - baseline) / baseline * 100.0)
 }

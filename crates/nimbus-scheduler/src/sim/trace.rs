@@ -88,7 +88,10 @@ pub fn parse_trace(reader: impl BufRead, path: &Path) -> Result<Trace, SimError>
         }
         if !header_seen {
             if line != TRACE_HEADER {
-                return Err(invalid(number, format!("expected the header `{TRACE_HEADER}`, found `{line}`")));
+                return Err(invalid(
+                    number,
+                    format!("expected the header `{TRACE_HEADER}`, found `{line}`"),
+                ));
             }
             header_seen = true;
             continue;
@@ -98,7 +101,10 @@ pub fn parse_trace(reader: impl BufRead, path: &Path) -> Result<Trace, SimError>
         let [name, arrival, duration, memory] = fields[..] else {
             return Err(invalid(
                 number,
-                format!("expected 4 comma-separated fields ({TRACE_HEADER}), found {}", fields.len()),
+                format!(
+                    "expected 4 comma-separated fields ({TRACE_HEADER}), found {}",
+                    fields.len()
+                ),
             ));
         };
         if name.is_empty() {
@@ -201,7 +207,8 @@ mod tests {
 
     #[test]
     fn parses_and_sorts_rows() {
-        let trace = parse("function,arrival_ms,duration_ms,memory_mb\nb,2000,10,256\na,1000,5,128\n\nb,1500,7,256\n").unwrap();
+        let trace =
+            parse("function,arrival_ms,duration_ms,memory_mb\nb,2000,10,256\na,1000,5,128\n\nb,1500,7,256\n").unwrap();
         assert_eq!(
             trace.functions,
             vec![
