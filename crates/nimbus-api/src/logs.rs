@@ -139,13 +139,30 @@ pub struct InvocationBody {
     pub duration_ms: f64,
     pub billed_duration_ms: u64,
     pub memory_used_mb: u64,
+    /// From the process start to the runtime's first request for an event. Cold starts only.
     pub init_duration_ms: Option<f64>,
+    /// Time to start the sandbox. Cold starts only.
+    pub sandbox_ms: Option<f64>,
+    /// Time to fetch the code. Cold starts only.
+    pub code_ms: Option<f64>,
+    /// Code cache tier that served the code: L1, L2 or L3. Cold starts only.
+    pub code_tier: Option<String>,
+    /// Runtime start-up part of init_duration_ms. Null unless the runtime reported when it
+    /// became ready, which Nimbus's own Python and Node.js bootstraps do.
+    pub runtime_init_ms: Option<f64>,
+    /// The function's own part of init_duration_ms. Null when runtime_init_ms is.
+    pub user_init_ms: Option<f64>,
     /// SUCCESS, ERROR, TIMEOUT or THROTTLED.
     pub status: String,
     pub error_type: Option<String>,
     pub cold_start: bool,
     pub slot_id: Option<String>,
     pub trace_id: String,
+}
+
+/// Rounds milliseconds to whole microseconds.
+fn round_ms(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -204,7 +221,12 @@ pub async fn list_invocations(
             duration_ms: (r.duration_ms * 1000.0).round() / 1000.0,
             billed_duration_ms: r.billed_duration_ms,
             memory_used_mb: r.memory_used_mb,
-            init_duration_ms: r.init_duration_ms.map(|ms| (ms * 1000.0).round() / 1000.0),
+            init_duration_ms: r.init_duration_ms.map(round_ms),
+            sandbox_ms: r.sandbox_ms.map(round_ms),
+            code_ms: r.code_ms.map(round_ms),
+            code_tier: r.code_tier,
+            runtime_init_ms: r.runtime_init_ms.map(round_ms),
+            user_init_ms: r.user_init_ms.map(round_ms),
             status: r.status,
             error_type: r.error_type,
             cold_start: r.cold_start,

@@ -148,7 +148,7 @@ impl Metrics {
         );
         registry.register(
             "nimbus_cold_start_phase_seconds",
-            "Duration of each cold-start phase (sandbox, code, init), by the cache tier that served the code",
+            "Duration of each cold-start phase (sandbox, code, init, and init split into runtime and user_init), by the cache tier that served the code",
             cold_start_phases.clone(),
         );
         registry.register(
@@ -297,11 +297,19 @@ impl Metrics {
             })
             .inc();
         let tier = cold.code_tier.as_str();
-        for (phase, milliseconds) in [
-            ("sandbox", cold.sandbox_ms),
-            ("code", cold.code_ms),
-            ("init", cold.init_ms),
-        ] {
+        // `init` is the whole init phase. `runtime` and `user_init` split it and are only
+        // observed when the runtime reported when it became ready.
+        let phases = [
+            ("sandbox", Some(cold.sandbox_ms)),
+            ("code", Some(cold.code_ms)),
+            ("init", Some(cold.init_ms)),
+            ("runtime", cold.runtime_ms),
+            ("user_init", cold.user_init_ms),
+        ];
+        for (phase, milliseconds) in phases {
+            let Some(milliseconds) = milliseconds else {
+                continue;
+            };
             self.cold_start_phases
                 .get_or_create(&PhaseLabels {
                     phase: phase.to_string(),

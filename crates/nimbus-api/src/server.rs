@@ -53,6 +53,9 @@ pub struct ServerConfig {
     /// How often the warm pool manager reconciles provisioned concurrency and the
     /// dynamic warm pool.
     pub warm_pool_interval: Duration,
+    /// Runtime ids that the workers offer, for example `python3.11`. Every id must be one
+    /// that the host has. Empty means every runtime detected on the host.
+    pub runtimes: Vec<String>,
 }
 
 /// Which sandbox backend runs the slots.
@@ -228,7 +231,44 @@ fn start_workers(
     Ok(workers)
 }
 
+/// Restricts `detected` to the runtime ids in `requested`, or keeps it whole when
+/// `requested` is empty. An id that the host does not have is an error that lists what the
+/// host offers.
+pub fn select_runtimes(
+    detected: nimbus_runtime::RuntimeCatalog,
+    requested: &[String],
+) -> Result<nimbus_runtime::RuntimeCatalog, ServerError> {
+    if requested.is_empty() {
+        return Ok(detected);
+    }
+
+    let missing: Vec<&str> = requested
+        .iter()
+        .map(String::as_str)
+        .filter(|id| detected.get(id).is_none())
+        .collect();
+    if !missing.is_empty() {
+        let offered: Vec<&str> = detected.offers().iter().map(|offer| offer.id.as_str()).collect();
+        return Err(ServerError::InvalidConfig(format!(
+            "--runtimes lists {}, which this host does not have. This host offers: {}. \
+             Install the runtime or remove it from --runtimes (NIMBUS_RUNTIMES)",
+            missing.join(", "),
+            offered.join(", ")
+        )));
+    }
+
+    let offers = detected
+        .offers()
+        .iter()
+        .filter(|offer| requested.contains(&offer.id))
+        .cloned()
+        .collect();
+    Ok(nimbus_runtime::RuntimeCatalog::with_offers(offers))
+}
+
 pub async fn run(mut config: ServerConfig) -> Result<(), ServerError> {
+    // Checked first, so that an invalid --runtimes fails before anything is created.
+    let catalog = select_runtimes(nimbus_runtime::RuntimeCatalog::detect(), &config.runtimes)?;
     let store = open_store(&config.data_dir).await?;
     // Slots see absolute paths only, whatever the server's working directory is.
     config.data_dir = config.data_dir.canonicalize().map_err(|source| ServerError::DataDir {
@@ -251,7 +291,6 @@ pub async fn run(mut config: ServerConfig) -> Result<(), ServerError> {
     } else {
         tracing::warn!(backend = backend.name(), off = %disabled.join(", "), "sandbox protections off");
     }
-    let catalog = nimbus_runtime::RuntimeCatalog::detect();
     let offered: Vec<String> = catalog
         .offers()
         .iter()

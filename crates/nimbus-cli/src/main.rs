@@ -105,6 +105,11 @@ struct ServerArgs {
     /// retire provisioned concurrency and pre-warm and expire the dynamic warm pool.
     #[arg(long, env = "NIMBUS_WARM_POOL_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     warm_pool_interval_ms: u64,
+    /// Runtime ids that the workers offer, comma-separated, for example
+    /// python3.11,nodejs20.x. Each must be detected on the host. Default: every runtime
+    /// detected on the host.
+    #[arg(long, env = "NIMBUS_RUNTIMES", value_delimiter = ',')]
+    runtimes: Vec<String>,
 }
 
 #[derive(Args)]
@@ -302,6 +307,12 @@ async fn async_main() -> ExitCode {
                 code_cache_bytes: args.code_cache_mb * 1024 * 1024,
                 package_cache_bytes: args.package_cache_mb * 1024 * 1024,
                 warm_pool_interval: Duration::from_millis(args.warm_pool_interval_ms),
+                runtimes: args
+                    .runtimes
+                    .iter()
+                    .map(|id| id.trim().to_string())
+                    .filter(|id| !id.is_empty())
+                    .collect(),
             };
             server::run(config)
                 .await

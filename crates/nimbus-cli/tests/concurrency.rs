@@ -522,7 +522,7 @@ async fn metrics_count_invocations() {
         Some(1.0)
     );
     assert_eq!(metric(&text, &series("nimbus_cold_starts_total", "")), Some(1.0));
-    for phase in ["sandbox", "code", "init"] {
+    for phase in ["sandbox", "code", "init", "runtime", "user_init"] {
         let count = format!(r#"nimbus_cold_start_phase_seconds_count{{phase="{phase}",tier="L3"}}"#);
         assert_eq!(
             metric(&text, &count),

@@ -548,7 +548,13 @@ async fn log_tail_cold_then_warm() {
         report_field(report, "Init Duration").is_some_and(|v| v.ends_with(" ms")),
         "{report}"
     );
-    assert!(cold.header("x-cold-start").is_some(), "cold start has X-Cold-Start");
+    let cold_start = cold.header("x-cold-start").expect("cold start has X-Cold-Start");
+    assert!(
+        cold_start.contains("runtime="),
+        "the Python bootstrap reports runtime init: {cold_start}"
+    );
+    assert!(cold_start.contains(";init="), "{cold_start}");
+    assert!(cold_start.contains(";total="), "{cold_start}");
 
     assert_success(&warm);
     let warm_log = warm.log_tail();
@@ -1200,6 +1206,72 @@ async fn runtime_not_offered() {
 }
 
 #[tokio::test]
+async fn runtimes_flag_restricts_offers() {
+    // A server with every detected runtime shows the Python and Node.js ids to use.
+    let detected = Lab::start();
+    let python = detected.python.clone();
+    let node = detected.node.clone();
+    drop(detected);
+
+    let data_dir = tempfile::tempdir().expect("create a data directory");
+    let server = Server::start_in(data_dir.path(), &["--api-key", API_KEY, "--runtimes", &python], &[]);
+    assert_eq!(server.offered_runtimes(), vec![python.clone()]);
+    let api = server.api();
+    let zip = zip_of(&[("index.js", NODE_ASYNC_APP.as_bytes())]);
+    deploy(&api, "node-off", &node, "index.handler", &zip, json!({})).await;
+    let zip = zip_of(&[("app.py", PYTHON_APP.as_bytes())]);
+    deploy(&api, "python-on", &python, "app.handler", &zip, json!({})).await;
+
+    let rejected = invoke(&api, "node-off", &json!({})).await;
+    let accepted = invoke(&api, "python-on", &json!({})).await;
+
+    assert_api_error(&rejected, 502, "InvalidRuntimeException", &[&node, &python]);
+    assert_success(&accepted);
+}
+
+#[test]
+fn runtimes_flag_rejects_missing_runtime() {
+    let data_dir = tempfile::tempdir().expect("create a data directory");
+    let mut child = Command::new(common::nimbus_binary())
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-key",
+            API_KEY,
+            "--runtimes",
+            "python2.7",
+            "--data-dir",
+        ])
+        .arg(data_dir.path())
+        .env_remove("NIMBUS_RUNTIMES")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nimbus server");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the server process") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server started with --runtimes python2.7 instead of exiting");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("piped stderr"), &mut stderr)
+        .expect("read the server's stderr");
+
+    assert!(!status.success(), "exit status {status}; stderr: {stderr}");
+    assert!(stderr.contains("python2.7"), "{stderr}");
+    assert!(stderr.contains("host offers"), "{stderr}");
+}
+
+#[tokio::test]
 async fn reserved_concurrency_zero_throttles() {
     let lab = Lab::start();
     lab.python_function("blocked", json!({})).await;
@@ -1453,9 +1525,32 @@ async fn invocation_record_fields() {
         cold_record["slot_id"].as_str().is_some_and(|id| !id.is_empty()),
         "{cold_record}"
     );
+    let init_ms = cold_record["init_duration_ms"].as_f64().unwrap_or_default();
+    let runtime_init_ms = cold_record["runtime_init_ms"].as_f64();
+    let user_init_ms = cold_record["user_init_ms"].as_f64();
+    assert!(runtime_init_ms.is_some(), "{cold_record}");
+    assert!(user_init_ms.is_some(), "{cold_record}");
+    let phases_ms = runtime_init_ms.unwrap_or_default() + user_init_ms.unwrap_or_default();
+    assert!(
+        (phases_ms - init_ms).abs() < 0.01,
+        "runtime and user init add up to init: {cold_record}"
+    );
+    assert!(cold_record["sandbox_ms"].as_f64().is_some(), "{cold_record}");
+    assert!(cold_record["code_ms"].as_f64().is_some(), "{cold_record}");
+    assert!(
+        ["L1", "L2", "L3"].contains(&cold_record["code_tier"].as_str().unwrap_or_default()),
+        "{cold_record}"
+    );
     assert_eq!(warm_record["status"], "SUCCESS");
     assert_eq!(warm_record["cold_start"], false);
     assert_eq!(warm_record["init_duration_ms"], Value::Null);
+    for phase in ["sandbox_ms", "code_ms", "code_tier", "runtime_init_ms", "user_init_ms"] {
+        assert_eq!(
+            warm_record[phase],
+            Value::Null,
+            "{phase} on a warm start: {warm_record}"
+        );
+    }
     assert_eq!(failed_record["status"], "ERROR");
     assert_eq!(failed_record["error_type"], "MyError");
     assert_ne!(cold_record["trace_id"], warm_record["trace_id"]);

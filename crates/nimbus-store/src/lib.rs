@@ -77,6 +77,17 @@ pub struct InvocationRecord {
     pub memory_used_mb: u64,
     /// Set on cold starts only.
     pub init_duration_ms: Option<f64>,
+    /// Time to start the sandbox. Set on cold starts only.
+    pub sandbox_ms: Option<f64>,
+    /// Time to fetch the code. Set on cold starts only.
+    pub code_ms: Option<f64>,
+    /// Code cache tier that served the code: `L1`, `L2` or `L3`. Set on cold starts only.
+    pub code_tier: Option<String>,
+    /// Runtime start-up part of `init_duration_ms`. Set on cold starts whose runtime
+    /// reported when it became ready.
+    pub runtime_init_ms: Option<f64>,
+    /// The function's own part of `init_duration_ms`. Set when `runtime_init_ms` is.
+    pub user_init_ms: Option<f64>,
     /// `SUCCESS`, `ERROR`, `TIMEOUT` or `THROTTLED`.
     pub status: String,
     pub error_type: Option<String>,

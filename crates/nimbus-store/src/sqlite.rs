@@ -166,6 +166,11 @@ fn invocation_from_row(row: &SqliteRow) -> Result<InvocationRecord> {
         billed_duration_ms: row.try_get::<i64, _>("billed_duration_ms")? as u64,
         memory_used_mb: row.try_get::<i64, _>("memory_used_mb")? as u64,
         init_duration_ms: row.try_get("init_duration_ms")?,
+        sandbox_ms: row.try_get("sandbox_ms")?,
+        code_ms: row.try_get("code_ms")?,
+        code_tier: row.try_get("code_tier")?,
+        runtime_init_ms: row.try_get("runtime_init_ms")?,
+        user_init_ms: row.try_get("user_init_ms")?,
         status: row.try_get("status")?,
         error_type: row.try_get("error_type")?,
         cold_start: row.try_get("cold_start")?,
@@ -818,8 +823,10 @@ impl ControlStore for SqliteStore {
             sqlx::query(
                 "INSERT INTO invocations (request_id, function_id, version, account_id, trigger_type, invocation_type, \
                  start_time, end_time, duration_ms, billed_duration_ms, memory_used_mb, init_duration_ms, status, \
-                 error_type, cold_start, slot_id, trace_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                 error_type, cold_start, slot_id, trace_id, sandbox_ms, code_ms, code_tier, runtime_init_ms, \
+                 user_init_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+                 $20, $21, $22)",
             )
             .bind(&record.request_id)
             .bind(record.function_id.to_string())
@@ -838,6 +845,11 @@ impl ControlStore for SqliteStore {
             .bind(record.cold_start)
             .bind(&record.slot_id)
             .bind(&record.trace_id)
+            .bind(record.sandbox_ms)
+            .bind(record.code_ms)
+            .bind(&record.code_tier)
+            .bind(record.runtime_init_ms)
+            .bind(record.user_init_ms)
             .execute(&mut *tx)
             .await?;
         }

@@ -133,8 +133,16 @@ pub struct ColdStart {
     pub code_tier: CacheTier,
     pub sandbox_ms: f64,
     /// From the process start to the runtime's first request for an event: runtime
-    /// start-up and the function's own initialization code.
+    /// start-up and the function's own initialization code. Equals `runtime_ms` plus
+    /// `user_init_ms` when both are set.
     pub init_ms: f64,
+    /// From the process start to the runtime's `/runtime/nimbus/runtime-ready` post, just
+    /// before it loads the function. `None` for runtimes that do not post it, which are
+    /// all runtimes other than Nimbus's own bootstraps.
+    pub runtime_ms: Option<f64>,
+    /// From the runtime-ready post to the end of init: the function's own initialization
+    /// code. `None` when `runtime_ms` is.
+    pub user_init_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -731,6 +739,12 @@ impl Worker {
             }
         };
         let init_ms = elapsed_ms(init_started);
+        // The runtime may post runtime-ready before `init_started` (it can connect as soon
+        // as the Runtime API listens), which counts as no runtime time.
+        let runtime_ms = api
+            .runtime_ready_at()
+            .map(|ready_at| (ready_at.saturating_duration_since(init_started).as_secs_f64() * 1000.0).min(init_ms));
+        let user_init_ms = runtime_ms.map(|runtime_ms| init_ms - runtime_ms);
         let slot = Slot {
             id: slot_id,
             memory_mb: u64::from(request.settings.memory_size),
@@ -749,6 +763,8 @@ impl Worker {
             code_tier,
             sandbox_ms,
             init_ms,
+            runtime_ms,
+            user_init_ms,
         };
 
         match failure {

@@ -244,6 +244,15 @@ class RuntimeApiClient {
     this.post(requestPath, JSON.stringify(document), { [ERROR_TYPE_HEADER]: headerSafe(document.errorType) }, callback);
   }
 
+  // Nimbus-specific: tells the platform that the runtime has started and is about to load
+  // the function, so that it can report runtime init and function init apart. Failures are
+  // ignored, as for the other posts.
+  async postRuntimeReady() {
+    await this.request('POST', '/2018-06-01/runtime/nimbus/runtime-ready', Buffer.alloc(0), {
+      'Content-Length': 0,
+    }).catch(() => {});
+  }
+
   postInitError(error, callback) {
     const document = toRapidResponse(error);
     this.post(
@@ -629,6 +638,7 @@ async function main() {
   });
   process.on('beforeExit', () => beforeExit.run());
 
+  await client.postRuntimeReady();
   let handler;
   try {
     handler = await loadHandler(appRoot, process.env._HANDLER || '');

@@ -2,7 +2,9 @@
 //!
 //! The runtime inside the slot long-polls `GET /2018-06-01/runtime/invocation/next` for an
 //! event and posts the result to `POST .../invocation/{id}/response` or `.../error`. A
-//! runtime that fails to start posts `/2018-06-01/runtime/init/error` instead.
+//! runtime that fails to start posts `/2018-06-01/runtime/init/error` instead. Nimbus's own
+//! bootstraps also post `/2018-06-01/runtime/nimbus/runtime-ready` just before they load
+//! the function, which splits init into runtime start-up and the function's own init.
 //! [`RuntimeApi`] is the worker's side of that exchange: [`RuntimeApi::wait_ready`] reports
 //! the end of init, and [`RuntimeApi::invoke`] hands over one event and returns the
 //! runtime's response or error.
@@ -13,6 +15,7 @@ mod slot;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::serve::ListenerExt;
 use bytes::Bytes;
@@ -161,6 +164,12 @@ impl RuntimeApi {
     /// races it against process exit and its init timeout.
     pub async fn wait_ready(&self) -> InitOutcome {
         self.handle.slot.wait_ready().await
+    }
+
+    /// Returns when the runtime posted `/runtime/nimbus/runtime-ready`, or `None` if it did
+    /// not post it before init ended. Only Nimbus's own bootstraps post it.
+    pub fn runtime_ready_at(&self) -> Option<Instant> {
+        self.handle.slot.runtime_ready_at()
     }
 
     /// Hands one event to the runtime and returns its response or error.

@@ -35,6 +35,7 @@ pub(crate) fn router(slot: Arc<Slot>) -> Router {
         )
         .route("/2018-06-01/runtime/invocation/{request_id}/error", post(post_error))
         .route("/2018-06-01/runtime/init/error", post(post_init_error))
+        .route("/2018-06-01/runtime/nimbus/runtime-ready", post(post_runtime_ready))
         .with_state(slot)
 }
 
@@ -172,6 +173,15 @@ async fn post_init_error(State(slot): State<Arc<Slot>>, request: Request) -> Res
         Ok(()) => accepted(),
         Err(_) => invalid_state_transition("Init has already ended, so an init error is no longer accepted."),
     }
+}
+
+/// Records when the runtime itself finished starting, before it loads the function.
+/// Nimbus's own bootstraps call this; other runtime clients never do. Only the first call
+/// counts, and a call after init ended is still accepted but changes nothing.
+async fn post_runtime_ready(State(slot): State<Arc<Slot>>, request: Request) -> Response {
+    slot.mark_runtime_ready();
+    discard(request.into_body(), slot.limits.max_response_bytes).await;
+    accepted()
 }
 
 fn error_type_header(headers: &HeaderMap) -> Option<String> {

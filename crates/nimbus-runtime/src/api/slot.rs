@@ -7,7 +7,8 @@
 //! `invoke_turn` locked until its event is resolved or abandoned.
 
 use std::future::Future;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::{oneshot, watch, Notify};
@@ -24,6 +25,8 @@ pub(crate) struct Slot {
     /// `None` until the runtime first calls `/invocation/next` or posts its init error.
     init: watch::Sender<Option<InitOutcome>>,
     shutdown: watch::Sender<bool>,
+    /// When the runtime first posted `/runtime/nimbus/runtime-ready`.
+    runtime_ready_at: OnceLock<Instant>,
 }
 
 #[derive(Default)]
@@ -68,6 +71,7 @@ impl Slot {
             invoke_turn: tokio::sync::Mutex::new(()),
             init: watch::Sender::new(None),
             shutdown: watch::Sender::new(false),
+            runtime_ready_at: OnceLock::new(),
         }
     }
 
@@ -75,6 +79,18 @@ impl Slot {
         // The critical sections below cannot panic halfway through a change, so the
         // state behind a poisoned lock is still consistent.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records the current time as the runtime's ready time, unless one is already set or
+    /// init has already ended.
+    pub(crate) fn mark_runtime_ready(&self) {
+        if self.init.borrow().is_none() {
+            let _ = self.runtime_ready_at.set(Instant::now());
+        }
+    }
+
+    pub(crate) fn runtime_ready_at(&self) -> Option<Instant> {
+        self.runtime_ready_at.get().copied()
     }
 
     pub(crate) async fn wait_ready(&self) -> InitOutcome {
