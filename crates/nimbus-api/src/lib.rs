@@ -89,8 +89,8 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The documented routes. Both the router and the OpenAPI document come from this
-/// one table.
+/// Builds the documented routes. Both the router and the OpenAPI document come from
+/// this one table.
 fn documented_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(functions::list_functions))
@@ -119,7 +119,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logs::get_logs))
 }
 
-/// The OpenAPI document of the whole API.
+/// Returns the OpenAPI document of the whole API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     documented_routes().split_for_parts().1
 }
@@ -165,8 +165,8 @@ pub fn app(state: AppState) -> Router {
                 uri.path()
             ))
         })
-        // Handlers log the errors that are server faults, with their ids; a 5xx
-        // caused by the request (502 for a runtime the server lacks) is not one.
+        // Handlers log the errors that are server faults, with their ids. A 5xx that
+        // the request caused, such as 502 for a runtime the server lacks, is not one.
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),

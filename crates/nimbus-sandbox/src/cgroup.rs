@@ -304,10 +304,10 @@ fn create_parent(dir: &Path, controller: &str) -> Option<PathBuf> {
     }
 }
 
-/// Slot cgroups left empty for longer than this are removed when a server starts. A
-/// server that was killed cannot remove its own; the age keeps a starting server
-/// from removing a cgroup that another live server created a moment ago and has not
-/// moved its slot into yet.
+/// Slot cgroups left empty for longer than this are removed when a server starts,
+/// because a server that was killed cannot remove its own. The age keeps a starting
+/// server from removing a cgroup that another live server has just created but not
+/// yet moved its slot into.
 const STALE_CGROUP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Removes empty slot cgroups under `parent` older than [`STALE_CGROUP_AGE`].

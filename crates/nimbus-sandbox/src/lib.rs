@@ -47,7 +47,7 @@ pub struct SlotSpec {
     pub env: Vec<(String, String)>,
 }
 
-/// Where a backend shows the slot's files to the runtime.
+/// Paths at which a backend shows the slot's files to the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotLayout {
     pub task_root: PathBuf,
@@ -55,14 +55,14 @@ pub struct SlotLayout {
     pub tmp_dir: PathBuf,
 }
 
-/// How a slot's runtime process ended.
+/// Exit of a slot's runtime process: an exit code or a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotExit {
     Code(i32),
     Signal(i32),
 }
 
-/// Which isolation a backend enforces; the server logs the ones that are off.
+/// Isolation that a backend enforces. The server logs the protections that are off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Protections {
     pub pid_mount_ipc_uts_namespaces: bool,
@@ -125,7 +125,7 @@ pub trait SlotControl: Send + Sync {
     fn kill(&self);
     /// Peak memory of the slot in bytes, where the backend can measure it.
     fn memory_peak_bytes(&self) -> Option<u64>;
-    /// Whether the kernel killed a process of the slot for exceeding its memory.
+    /// Returns whether the kernel killed a process of the slot for exceeding its memory.
     fn out_of_memory(&self) -> bool;
     /// Kills the slot, waits for it to exit and releases what the backend created for
     /// it. Safe to call more than once.

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use nimbus_scheduler::lifecycle::SlotState;
 use uuid::Uuid;
 
-use crate::{InvokeRequest, PrewarmError, Slot, SlotKey, Worker, WorkerError};
+use crate::provisioned::count_started;
+use crate::{InvokeRequest, PrewarmError, Slot, SlotKey, Worker};
 
 /// One on-demand slot of a function, as input to warm pool planning.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,22 +132,7 @@ impl Worker {
                 let request = request.clone();
                 tasks.spawn(async move { worker.start_on_demand_slot(&request, slot_id).await });
             }
-            let mut ready = 0;
-            let mut first_error = reserve_error;
-            while let Some(joined) = tasks.join_next().await {
-                let outcome =
-                    joined.unwrap_or_else(|e| Err(WorkerError::Io(format!("prewarm task failed: {e}")).into()));
-                match outcome {
-                    Ok(()) => ready += 1,
-                    Err(error) => {
-                        first_error.get_or_insert(error);
-                    }
-                }
-            }
-            match first_error {
-                Some(error) => Err(error),
-                None => Ok(ready),
-            }
+            count_started(tasks, reserve_error).await
         }
     }
 

@@ -238,22 +238,7 @@ impl Worker {
                 let target = target.clone();
                 tasks.spawn(async move { worker.start_provisioned_slot(&request, target).await });
             }
-            let mut ready = 0;
-            let mut first_error = None;
-            while let Some(joined) = tasks.join_next().await {
-                let outcome =
-                    joined.unwrap_or_else(|e| Err(WorkerError::Io(format!("prewarm task failed: {e}")).into()));
-                match outcome {
-                    Ok(()) => ready += 1,
-                    Err(error) => {
-                        first_error.get_or_insert(error);
-                    }
-                }
-            }
-            match first_error {
-                Some(error) => Err(error),
-                None => Ok(ready),
-            }
+            count_started(tasks, None).await
         }
     }
 
@@ -376,5 +361,27 @@ impl Worker {
 
     fn timestamp(&self, at: std::time::Instant) -> Timestamp {
         Timestamp::from_duration(at.saturating_duration_since(self.epoch))
+    }
+}
+
+/// Waits for slot start-up tasks and returns how many slots started, or the first
+/// error, preferring `first_error` when the caller already had one.
+pub(crate) async fn count_started(
+    mut tasks: tokio::task::JoinSet<Result<(), PrewarmError>>,
+    mut first_error: Option<PrewarmError>,
+) -> Result<usize, PrewarmError> {
+    let mut ready = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = joined.unwrap_or_else(|e| Err(WorkerError::Io(format!("prewarm task failed: {e}")).into()));
+        match outcome {
+            Ok(()) => ready += 1,
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(ready),
     }
 }
