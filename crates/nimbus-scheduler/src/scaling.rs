@@ -7,14 +7,11 @@
 //! concurrency is below half of the warm plus busy slots, to the smallest pool at which
 //! the average is half of the slots again. Scale-up is capped at the burst limit.
 //!
-//! [`BurstLimiter`] enforces the burst limit with one token bucket per function: a
-//! full bucket contains `burst` tokens (1,000 by default) and refills at `burst` tokens
-//! per `interval` (10 s by default). A new environment takes one token; a request
-//! without a token is throttled. So at most `burst` environments start at once, and
-//! the sustained rate is `burst` per `interval`. Any window of length `interval` can
-//! still admit up to 2 × `burst`: a full bucket plus one interval of refill.
+//! [`BurstLimiter`] enforces the burst limit with a sliding window per function: at
+//! most `burst` new environments (1,000 by default) in any `interval` (10 s by
+//! default), as Lambda scales each function. A request beyond that is throttled.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -139,51 +136,6 @@ fn saturating_u32(value: f64) -> u32 {
     value as u32
 }
 
-/// A token bucket with exact integer arithmetic: one token is `interval` nanoseconds of
-/// refill scaled by `capacity`, so no rounding accumulates.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    capacity: u32,
-    interval_nanos: u128,
-    /// Tokens times `interval_nanos`.
-    scaled_tokens: u128,
-    updated: Timestamp,
-}
-
-impl TokenBucket {
-    /// Creates a full bucket that refills `capacity` tokens per `interval`.
-    pub fn new(capacity: u32, interval: Duration, now: Timestamp) -> TokenBucket {
-        assert!(!interval.is_zero(), "token bucket interval must be positive");
-        let interval_nanos = interval.as_nanos();
-        TokenBucket {
-            capacity,
-            interval_nanos,
-            scaled_tokens: u128::from(capacity) * interval_nanos,
-            updated: now,
-        }
-    }
-
-    fn refill(&mut self, now: Timestamp) {
-        let elapsed = now.saturating_duration_since(self.updated).as_nanos();
-        let full = u128::from(self.capacity) * self.interval_nanos;
-        self.scaled_tokens = (self.scaled_tokens + elapsed * u128::from(self.capacity)).min(full);
-        self.updated = self.updated.max(now);
-    }
-
-    /// Whole tokens available at `now`.
-    pub fn available(&mut self, now: Timestamp) -> u32 {
-        self.refill(now);
-        u32::try_from(self.scaled_tokens / self.interval_nanos).unwrap_or(u32::MAX)
-    }
-
-    /// Takes up to `requested` tokens and returns how many were taken.
-    pub fn take(&mut self, requested: u32, now: Timestamp) -> u32 {
-        let granted = requested.min(self.available(now));
-        self.scaled_tokens -= u128::from(granted) * self.interval_nanos;
-        granted
-    }
-}
-
 /// The outcome of a request for new environments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admission {
@@ -191,12 +143,39 @@ pub struct Admission {
     pub throttled: u32,
 }
 
+/// Grants of one function inside the last interval, oldest first.
+#[derive(Debug, Clone)]
+struct GrantWindow {
+    grants: VecDeque<(Timestamp, u32)>,
+    in_window: u32,
+}
+
+impl GrantWindow {
+    /// Grants up to `requested` so that the grants younger than `interval` stay
+    /// within `limit`, and returns how many were granted.
+    fn take(&mut self, requested: u32, limit: u32, interval: Duration, now: Timestamp) -> u32 {
+        while let Some((at, count)) = self.grants.front().copied() {
+            if now.saturating_duration_since(at) < interval {
+                break;
+            }
+            self.grants.pop_front();
+            self.in_window -= count;
+        }
+        let granted = requested.min(limit.saturating_sub(self.in_window));
+        if granted > 0 {
+            self.grants.push_back((now, granted));
+            self.in_window += granted;
+        }
+        granted
+    }
+}
+
 /// Per-function burst limit on new execution environments, on a [`Clock`].
 #[derive(Debug, Clone)]
 pub struct BurstLimiter {
     burst: u32,
     interval: Duration,
-    buckets: HashMap<String, TokenBucket>,
+    windows: HashMap<String, GrantWindow>,
 }
 
 impl BurstLimiter {
@@ -204,7 +183,7 @@ impl BurstLimiter {
         BurstLimiter {
             burst,
             interval,
-            buckets: HashMap::new(),
+            windows: HashMap::new(),
         }
     }
 
@@ -216,14 +195,11 @@ impl BurstLimiter {
     /// throttled.
     pub fn admit(&mut self, function: &str, requested: u32, clock: &dyn Clock) -> Admission {
         let now = clock.now();
-        let bucket = match self.buckets.get_mut(function) {
-            Some(bucket) => bucket,
-            None => self
-                .buckets
-                .entry(function.to_string())
-                .or_insert_with(|| TokenBucket::new(self.burst, self.interval, now)),
-        };
-        let granted = bucket.take(requested, now);
+        let window = self.windows.entry(function.to_string()).or_insert_with(|| GrantWindow {
+            grants: VecDeque::new(),
+            in_window: 0,
+        });
+        let granted = window.take(requested, self.burst, self.interval, now);
         Admission {
             granted,
             throttled: requested - granted,
@@ -349,22 +325,6 @@ mod tests {
     }
 
     #[test]
-    fn token_bucket_refills_over_interval() {
-        let start = Timestamp::from_millis(0);
-        let mut bucket = TokenBucket::new(1000, Duration::from_secs(10), start);
-        assert_eq!(bucket.take(1200, start), 1000);
-        assert_eq!(bucket.take(1, start), 0);
-        assert_eq!(bucket.available(Timestamp::from_millis(5_000)), 500);
-        assert_eq!(bucket.available(Timestamp::from_millis(5_009)), 500);
-        assert_eq!(bucket.available(Timestamp::from_millis(5_010)), 501);
-        assert_eq!(
-            bucket.available(Timestamp::from_millis(60_000)),
-            1000,
-            "never above capacity"
-        );
-    }
-
-    #[test]
     fn burst_limiter_throttles_excess() {
         let clock = ManualClock::new(Timestamp::from_millis(0));
         let mut limiter = BurstLimiter::new(1000, Duration::from_secs(10));
@@ -403,17 +363,25 @@ mod tests {
     }
 
     #[test]
-    fn burst_limiter_sustained_rate() {
+    fn burst_limiter_window_never_exceeds_limit() {
         let clock = ManualClock::new(Timestamp::from_millis(0));
         let mut limiter = BurstLimiter::new(1000, Duration::from_secs(10));
-        limiter.admit("thumbnail", 1000, &clock);
-
-        let mut granted = 0;
-        for _ in 0..100 {
+        let mut grants: Vec<(u64, u32)> = Vec::new();
+        // 30 s of demand for 600 new environments per second, in 100 ms steps.
+        for step in 0..300u64 {
+            grants.push((step * 100, limiter.admit("thumbnail", 60, &clock).granted));
             clock.advance(Duration::from_millis(100));
-            granted += limiter.admit("thumbnail", 50, &clock).granted;
         }
-        // 10 s at 100 per second after the bucket was emptied.
-        assert_eq!(granted, 1000);
+
+        for (end, _) in &grants {
+            let in_window: u32 = grants
+                .iter()
+                .filter(|(at, _)| at <= end && at + 10_000 > *end)
+                .map(|(_, granted)| granted)
+                .sum();
+            assert!(in_window <= 1000, "{in_window} granted in the 10 s before {end} ms");
+        }
+        let total: u32 = grants.iter().map(|(_, granted)| granted).sum();
+        assert_eq!(total, 3000, "1,000 per 10 s over 30 s");
     }
 }
