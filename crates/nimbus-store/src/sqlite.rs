@@ -258,6 +258,17 @@ fn same_settings(a: &FunctionSettings, b: &FunctionSettings) -> bool {
     &a == b
 }
 
+/// Pool settings for SQLite files: connections never expire, so sqlx starts no
+/// maintenance task. SQLite connections stay valid for as long as the file exists, and
+/// sqlx 0.8.6's maintenance task loops without yielding once its idle count underflows,
+/// which starved a tokio worker thread here (seen under load in the end-to-end tests).
+fn pool_options(max_connections: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .idle_timeout(None)
+        .max_lifetime(None)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self> {
@@ -268,15 +279,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
+        let writer = pool_options(1).connect_with(options.clone()).await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await?;
+        let reader = pool_options(4).connect_with(options.read_only(true)).await?;
         Ok(SqliteStore { reader, writer })
     }
 
