@@ -244,8 +244,13 @@ pub struct Api {
 impl Server {
     /// Returns an API client that sends this server's key.
     pub fn api(&self) -> Api {
+        // A server that stops answering fails the test instead of hanging the suite.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("build the HTTP client");
         Api {
-            http: reqwest::Client::new(),
+            http,
             url: self.url.clone(),
             key: self.api_key.clone(),
         }
