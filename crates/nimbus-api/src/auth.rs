@@ -26,7 +26,7 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// The part of a key that is safe to show: enough to tell keys apart.
+/// Returns the part of a key that is safe to show, enough to tell keys apart.
 pub fn key_prefix(key: &str) -> String {
     key.chars().take(8).collect()
 }

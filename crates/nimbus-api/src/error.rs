@@ -18,7 +18,7 @@ pub struct ErrorBody {
     #[serde(rename = "type")]
     pub error_type: String,
     pub message: String,
-    /// Why a request was throttled; only on 429 responses.
+    /// Reason a request was throttled, present only on 429 responses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

@@ -58,7 +58,7 @@ pub struct ServerConfig {
     pub runtimes: Vec<String>,
 }
 
-/// Which sandbox backend runs the slots.
+/// Sandbox backend that runs the slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SandboxChoice {
     /// Namespaces and cgroups when the host allows them, otherwise plain processes.

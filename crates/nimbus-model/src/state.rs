@@ -50,7 +50,7 @@ impl FunctionState {
         }
     }
 
-    /// The spelling stored in the database, as in the control-plane schema.
+    /// Returns the spelling stored in the database, as in the control-plane schema.
     pub fn as_db_str(self) -> &'static str {
         match self {
             FunctionState::Pending => "PENDING",

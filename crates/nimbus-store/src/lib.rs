@@ -66,7 +66,7 @@ pub struct InvocationRecord {
     pub function_id: Uuid,
     pub version: String,
     pub account_id: Uuid,
-    /// How the invocation arrived: `HTTP` for the invoke API.
+    /// Source of the invocation: `HTTP` for the invoke API.
     pub trigger_type: String,
     /// `RequestResponse` or `Event`.
     pub invocation_type: String,

@@ -197,8 +197,8 @@ pub async fn logs(api: &ApiClient, json: bool, args: LogsArgs) -> anyhow::Result
             if json {
                 println!("{event}");
             } else {
-                // Lambda's runtimes join the lines of a traceback with '\r' so one
-                // message holds the whole traceback; a terminal needs newlines.
+                // Lambda's runtimes join the lines of a traceback with '\r', so one
+                // message contains the whole traceback. A terminal needs newlines.
                 let message = event["message"].as_str().unwrap_or("").replace('\r', "\n");
                 println!("{} {message}", event["timestamp"].as_str().unwrap_or(""));
             }

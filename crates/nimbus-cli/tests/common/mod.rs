@@ -201,7 +201,7 @@ impl Server {
             .unwrap_or_else(|error| panic!("run nimbus admin {args:?}: {error}"))
     }
 
-    /// A `nimbus` client command pointed at this server.
+    /// Builds a `nimbus` client command pointed at this server.
     pub fn cli(&self) -> Command {
         let mut command = Command::new(nimbus_binary());
         command
@@ -244,7 +244,7 @@ pub struct Api {
 impl Server {
     /// Returns an API client that sends this server's key.
     pub fn api(&self) -> Api {
-        // A server that stops answering fails the test instead of hanging the suite.
+        // A server that stops responding fails the test instead of hanging the suite.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()
