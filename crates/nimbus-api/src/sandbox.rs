@@ -8,18 +8,20 @@ use nimbus_sandbox::{IsolationMode, NamespaceBackend, NamespaceOptions, ProcessB
 use crate::server::{SandboxChoice, ServerError};
 
 /// Argument that makes the `nimbus` binary run as a slot's init process.
-pub const SANDBOX_INIT_COMMAND: &str = "sandbox-init";
+pub const SANDBOX_INIT_COMMAND: &str = nimbus_sandbox::INIT_SUBCOMMAND;
 
 pub fn backend(choice: SandboxChoice, data_dir: &Path) -> Result<Arc<dyn SandboxBackend>, ServerError> {
     let work_dir = data_dir.join("slots");
     if choice == SandboxChoice::Process {
         return Ok(Arc::new(ProcessBackend::new(&work_dir)));
     }
-    let program = std::env::current_exe()
+    let nimbus = std::env::current_exe()
         .map_err(|e| ServerError::Sandbox(format!("failed to find the nimbus executable for slot init: {e}")))?;
+    let (program, prefix) = nimbus_sandbox::init_program(&nimbus);
+    tracing::debug!(init = %program.display(), "slot init program");
     let backend = NamespaceBackend::new(
         program,
-        vec![SANDBOX_INIT_COMMAND.to_string()],
+        prefix,
         work_dir,
         NamespaceOptions::default(),
     )

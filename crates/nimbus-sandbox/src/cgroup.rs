@@ -226,12 +226,12 @@ impl SlotCgroup {
         for dir in std::mem::take(&mut self.dirs) {
             let mut attempts = 0;
             while let Err(error) = remove_empty_dir(&dir) {
-                if attempts >= 100 || error.raw_os_error() != Some(libc::EBUSY) {
+                if attempts >= REMOVE_ATTEMPTS || error.raw_os_error() != Some(libc::EBUSY) {
                     tracing::warn!(path = %dir.display(), %error, "failed to remove slot cgroup");
                     break;
                 }
+                tokio::time::sleep(remove_backoff(attempts)).await;
                 attempts += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
@@ -241,12 +241,12 @@ impl SlotCgroup {
         for dir in std::mem::take(&mut self.dirs) {
             let mut attempts = 0;
             while let Err(error) = remove_empty_dir(&dir) {
-                if attempts >= 100 || error.raw_os_error() != Some(libc::EBUSY) {
+                if attempts >= REMOVE_ATTEMPTS || error.raw_os_error() != Some(libc::EBUSY) {
                     tracing::warn!(path = %dir.display(), %error, "failed to remove slot cgroup");
                     break;
                 }
+                std::thread::sleep(remove_backoff(attempts));
                 attempts += 1;
-                std::thread::sleep(Duration::from_millis(10));
             }
         }
     }
@@ -260,6 +260,16 @@ impl Drop for SlotCgroup {
             let _ = std::fs::remove_dir(&dir);
         }
     }
+}
+
+/// Tries to remove a busy cgroup this many times, about a second in all.
+const REMOVE_ATTEMPTS: u32 = 105;
+
+/// Wait before removal attempt `attempt + 1` of a cgroup that was busy. A killed
+/// slot's processes usually leave it within a millisecond, so the first waits are
+/// short: 0.25, 0.5, 1, 2, 4, 8 ms, then 10 ms.
+fn remove_backoff(attempt: u32) -> Duration {
+    Duration::from_micros((250u64 << attempt.min(6)).min(10_000))
 }
 
 /// Removes a cgroup directory; a missing one counts as removed. Fails with `EBUSY`
@@ -445,6 +455,19 @@ mod tests {
         assert_eq!(cpu_weight(1769), 100);
         assert_eq!(cpu_weight(128), 7);
         assert_eq!(cpu_weight(1), 1);
+    }
+
+    #[test]
+    fn removal_retries_start_short_and_last_about_a_second() {
+        assert_eq!(remove_backoff(0), Duration::from_micros(250));
+        assert_eq!(remove_backoff(5), Duration::from_millis(8));
+        assert_eq!(remove_backoff(6), Duration::from_millis(10));
+        assert_eq!(remove_backoff(50), Duration::from_millis(10));
+        let total: Duration = (0..REMOVE_ATTEMPTS).map(remove_backoff).sum();
+        assert!(
+            total > Duration::from_millis(900) && total < Duration::from_millis(1100),
+            "{total:?}"
+        );
     }
 
     #[test]

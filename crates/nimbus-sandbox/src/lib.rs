@@ -23,6 +23,30 @@ pub use init::init_main;
 pub use namespace::{IsolationMode, NamespaceBackend, NamespaceOptions};
 pub use process::ProcessBackend;
 
+/// File name of the small init program installed beside `nimbus`.
+pub const INIT_PROGRAM_NAME: &str = "nimbus-sandbox-init";
+
+/// Argument that makes the `nimbus` binary itself run as a slot's init process.
+pub const INIT_SUBCOMMAND: &str = "sandbox-init";
+
+/// Returns the init program of namespace slots for the `nimbus` executable at
+/// `nimbus`, with the arguments that come before the backend's own.
+///
+/// The small `nimbus-sandbox-init` beside it is preferred: every slot keeps two init
+/// processes, and a program of under 1 MB starts faster and keeps less private
+/// memory than the whole server binary. Without it, `nimbus sandbox-init` runs the
+/// same code.
+pub fn init_program(nimbus: &std::path::Path) -> (PathBuf, Vec<String>) {
+    use std::os::unix::fs::PermissionsExt;
+    let small = nimbus.with_file_name(INIT_PROGRAM_NAME);
+    let executable = std::fs::metadata(&small).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0);
+    if executable {
+        (small, Vec::new())
+    } else {
+        (nimbus.to_path_buf(), vec![INIT_SUBCOMMAND.to_string()])
+    }
+}
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What to run in a slot and with which limits. Paths are host paths; the backend

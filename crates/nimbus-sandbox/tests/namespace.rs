@@ -55,7 +55,7 @@ fn backend(fixture: &Fixture) -> NamespaceBackend {
         cgroup_parent: CGROUP_PARENT.to_string(),
         ..NamespaceOptions::default()
     };
-    let init = PathBuf::from(env!("CARGO_BIN_EXE_nimbus-sandbox-init"));
+    let init = PathBuf::from(env!("CARGO_BIN_EXE_test-init"));
     let backend = NamespaceBackend::new(init, Vec::new(), fixture.work_dir.clone(), options).unwrap();
     let expected = if is_root() {
         IsolationMode::Namespaces
@@ -607,7 +607,7 @@ async fn bare_mode_keeps_seccomp_and_kills_group() {
         isolation: Some(IsolationMode::Bare),
         ..NamespaceOptions::default()
     };
-    let init = PathBuf::from(env!("CARGO_BIN_EXE_nimbus-sandbox-init"));
+    let init = PathBuf::from(env!("CARGO_BIN_EXE_test-init"));
     let backend = NamespaceBackend::new(init, Vec::new(), fixture.work_dir.clone(), options).unwrap();
     let protections = backend.protections();
     assert!(!protections.pid_mount_ipc_uts_namespaces);

@@ -1,4 +1,4 @@
-//! Init process of namespace slots for this crate's tests; the `nimbus` binary runs
+//! Init process of namespace slots for this crate's tests; `nimbus-sandbox-init` runs
 //! the same code as `nimbus sandbox-init`.
 
 fn main() {
