@@ -406,30 +406,26 @@ fn sandbox(args: &Args, summary: &mut Summary) -> Result<Table> {
         cgroup_parent: "nimbus-bench".into(),
         ..NamespaceOptions::default()
     };
-    let backend = Arc::new(NamespaceBackend::new(
-        args.nimbus.clone(),
-        vec!["sandbox-init".into()],
-        temp.path().join("work"),
-        options,
-    )?);
+    let (init, prefix) = nimbus_sandbox::init_program(&args.nimbus);
+    let backend = Arc::new(NamespaceBackend::new(init, prefix, temp.path().join("work"), options)?);
     let isolation = format!("{:?}", backend.isolation());
     let protections = backend.protections().disabled();
     let duration = Duration::from_secs_f64(args.seconds.max(0.5));
     let created = Arc::new(AtomicU64::new(0));
     let threads = 2;
     let started = Instant::now();
-    let results: Vec<Result<Histogram<u64>>> = std::thread::scope(|scope| {
+    let results: Vec<Result<SandboxLatency>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|thread| {
                 let backend = backend.clone();
                 let created = created.clone();
                 let code_dir = code_dir.clone();
                 let runtime_dir = runtime_dir.clone();
-                scope.spawn(move || -> Result<Histogram<u64>> {
+                scope.spawn(move || -> Result<SandboxLatency> {
                     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                     // The backend starts the slot with tokio's process API.
                     let _context = runtime.enter();
-                    let mut latency = histogram();
+                    let mut latency = SandboxLatency::default();
                     let mut n = 0u64;
                     while started.elapsed() < duration {
                         let spec = SlotSpec {
@@ -444,11 +440,12 @@ fn sandbox(args: &Args, summary: &mut Summary) -> Result<Table> {
                         };
                         let one = Instant::now();
                         let slot = backend.spawn(&spec)?;
-                        runtime.block_on(async {
-                            slot.control.wait().await;
-                            slot.control.destroy().await;
-                        });
-                        let _ = latency.record(one.elapsed().as_micros().max(1) as u64);
+                        let _ = latency.spawn.record(one.elapsed().as_micros().max(1) as u64);
+                        runtime.block_on(slot.control.wait());
+                        let destroying = Instant::now();
+                        runtime.block_on(slot.control.destroy());
+                        let _ = latency.destroy.record(destroying.elapsed().as_micros().max(1) as u64);
+                        let _ = latency.whole.record(one.elapsed().as_micros().max(1) as u64);
                         created.fetch_add(1, Ordering::Relaxed);
                         n += 1;
                     }
@@ -462,9 +459,12 @@ fn sandbox(args: &Args, summary: &mut Summary) -> Result<Table> {
             .collect()
     });
     let elapsed = started.elapsed().as_secs_f64();
-    let mut latency = histogram();
+    let mut latency = SandboxLatency::default();
     for result in results {
-        latency.add(result?)?;
+        let result = result?;
+        latency.spawn.add(result.spawn)?;
+        latency.destroy.add(result.destroy)?;
+        latency.whole.add(result.whole)?;
     }
     let count = created.load(Ordering::Relaxed);
     let per_second = count as f64 / elapsed;
@@ -474,14 +474,18 @@ fn sandbox(args: &Args, summary: &mut Summary) -> Result<Table> {
         "sandboxes created and destroyed per second".into(),
         cell(Some(per_second), 0),
     ]);
-    table.row(vec![
-        "create, run `/bin/true`, destroy: p50 ms".into(),
-        cell(Some(latency.value_at_quantile(0.5) as f64 / 1000.0), 2),
-    ]);
-    table.row(vec![
-        "create, run `/bin/true`, destroy: p99 ms".into(),
-        cell(Some(latency.value_at_quantile(0.99) as f64 / 1000.0), 2),
-    ]);
+    for (label, histogram) in [
+        ("start (until the runtime runs)", &latency.spawn),
+        ("destroy (kill, reap, remove cgroups)", &latency.destroy),
+        ("whole cycle", &latency.whole),
+    ] {
+        for (quantile, q) in [(0.5, "p50"), (0.99, "p99")] {
+            table.row(vec![
+                format!("{label} {q} ms"),
+                cell(Some(histogram.value_at_quantile(quantile) as f64 / 1000.0), 2),
+            ]);
+        }
+    }
     table.note(format!(
         "{count} sandboxes on {threads} threads in {elapsed:.1} s, isolation {isolation}; protections off: {}.",
         if protections.is_empty() {
@@ -491,6 +495,23 @@ fn sandbox(args: &Args, summary: &mut Summary) -> Result<Table> {
         }
     ));
     Ok(table)
+}
+
+/// Latencies of the sandbox cycles of one thread, in microseconds.
+struct SandboxLatency {
+    spawn: Histogram<u64>,
+    destroy: Histogram<u64>,
+    whole: Histogram<u64>,
+}
+
+impl Default for SandboxLatency {
+    fn default() -> Self {
+        SandboxLatency {
+            spawn: histogram(),
+            destroy: histogram(),
+            whole: histogram(),
+        }
+    }
 }
 
 /// Proportional set size of a process in KiB, from `/proc/PID/smaps_rollup`.
