@@ -162,7 +162,7 @@ async fn run_event(state: &AppState, config: &DispatcherConfig, event: AsyncEven
     let attempts = event.attempts + 1;
     match run_invocation(state, &account, function.function_id, request, "Event", lease).await {
         Ok(result) if result.status == InvokeStatus::Success => {
-            tracing::info!(request_id = %event.event_id, function = %function.name, attempts, "event succeeded");
+            tracing::debug!(request_id = %event.event_id, function = %function.name, attempts, "event succeeded");
             if let Err(error) = state.store.delete_event(&event.event_id).await {
                 tracing::error!(request_id = %event.event_id, %error, "deleting a finished event failed");
             }

@@ -496,7 +496,7 @@ pub async fn invoke(
             };
             state.store.enqueue_event(&event).await?;
             state.dispatcher_wakeup.notify_one();
-            tracing::info!(function = %name, request_id = %request_id, "event queued");
+            tracing::debug!(function = %name, request_id = %request_id, "event queued");
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::ACCEPTED;
             response.headers_mut().insert(
@@ -546,7 +546,7 @@ pub async fn invoke(
             )
             .await
             .map_err(|e| worker_error(e, &name))?;
-            tracing::info!(function = %name, request_id = %request_id, version = %target.version,
+            tracing::debug!(function = %name, request_id = %request_id, version = %target.version,
                 status = result.status.as_str(), duration_ms = format!("{:.2}", result.duration_ms),
                 cold = result.cold_start.is_some(), "invoked");
 

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nimbus_code::{OriginError, OriginStore, PackageLimits};
-use nimbus_store::{ControlStore, SqliteStore, StoreError, DEFAULT_ACCOUNT_CONCURRENCY};
+use nimbus_store::{
+    CachedStore, ControlStore, SqliteStore, StoreError, DEFAULT_ACCOUNT_CONCURRENCY, DEFAULT_CACHE_TTL,
+};
 
 use crate::auth::{generate_key, hash_key, key_prefix, MIN_KEY_LEN};
 use crate::AppState;
@@ -282,7 +284,10 @@ pub async fn run(mut config: ServerConfig) -> Result<(), ServerError> {
     ensure_default_account(&store, &config.data_dir, config.api_key.as_deref()).await?;
     tracing::info!(data_dir = %config.data_dir.display(), origin = %origin.describe(), "stores opened");
 
-    let store: Arc<dyn ControlStore> = Arc::new(store);
+    // Every part of the server reads and writes through the cache, so its own writes
+    // invalidate it. `nimbus admin` writes to the database directly, and its changes
+    // show within the TTL.
+    let store: Arc<dyn ControlStore> = Arc::new(CachedStore::new(store, DEFAULT_CACHE_TTL));
     let origin = Arc::new(origin);
     let backend = crate::sandbox::backend(config.sandbox, &config.data_dir)?;
     let disabled = backend.protections().disabled();

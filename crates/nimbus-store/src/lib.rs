@@ -2,6 +2,7 @@
 //! configurations and aliases, behind the [`ControlStore`] trait. The embedded
 //! backend is SQLite ([`SqliteStore`]); its SQL is written so PostgreSQL runs it too.
 
+mod cached;
 mod error;
 mod sqlite;
 
@@ -10,6 +11,7 @@ use nimbus_model::{FunctionRecord, FunctionState, VersionRecord};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use cached::{CachedStore, DEFAULT_CACHE_TTL, DEFAULT_MAX_CACHE_ENTRIES};
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
 
