@@ -66,6 +66,9 @@ pub fn start(state: AppState, config: DispatcherConfig) {
                             tokio::spawn(async move {
                                 run_event(&state, &config, event).await;
                                 drop(permit);
+                                // A free permit means another event can be claimed now,
+                                // not at the next poll.
+                                state.dispatcher_wakeup.notify_one();
                             });
                         }
                     }

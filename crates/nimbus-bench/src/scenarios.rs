@@ -732,12 +732,17 @@ async fn control(args: &Args) -> Result<Table> {
 
 async fn asynchronous(args: &Args) -> Result<Table> {
     let events: u32 = if args.smoke { 100 } else { 5_000 };
-    eprintln!("async: {events} events");
+    let paced: u32 = if args.smoke { 20 } else { 500 };
+    let rate = 100.0;
+    eprintln!("async: {events} events as fast as possible, then {paced} at {rate}/s");
     let server = std::sync::Arc::new(start_nimbus(args, "async")?);
     let functions = functions(args, &server)?;
-    let name = "async-python";
-    server.create_function(name, &functions.python, false).await?;
-    server.invoke(name).await?;
+    for name in ["async-burst", "async-paced"] {
+        server.create_function(name, &functions.python, false).await?;
+        server.invoke(name).await?;
+    }
+
+    // A burst: the clients queue events as fast as the server accepts them.
     let workers = 16u32;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -747,21 +752,75 @@ async fn asynchronous(args: &Args) -> Result<Table> {
             let mut accepted = Vec::new();
             let mut i = worker;
             while i < events {
-                let id = server.invoke_event(name).await?;
+                let id = server.invoke_event("async-burst").await?;
                 accepted.push((id, SystemTime::now()));
                 i += workers;
             }
             anyhow::Ok(accepted)
         });
     }
-    let mut accepted_at = HashMap::new();
+    let mut burst = HashMap::new();
     while let Some(result) = tasks.join_next().await {
-        accepted_at.extend(result??);
+        burst.extend(result??);
     }
-    let accept_seconds = started.elapsed().as_secs_f64();
-    let accepts_per_second = events as f64 / accept_seconds;
+    let accepts_per_second = events as f64 / started.elapsed().as_secs_f64();
+    let burst_lag = wait_for_events(args, &server, "async-burst", &burst).await?;
+    let drained_seconds = started.elapsed().as_secs_f64();
 
-    // Every event has run once its record exists; the warm-up invoke has one too.
+    // Paced: one event every 1/rate seconds, so none waits behind another.
+    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    let mut paced_at = HashMap::new();
+    for _ in 0..paced {
+        interval.tick().await;
+        let id = server.invoke_event("async-paced").await?;
+        paced_at.insert(id, SystemTime::now());
+    }
+    let paced_lag = wait_for_events(args, &server, "async-paced", &paced_at).await?;
+
+    let ms = |lag: &Histogram<u64>, q: f64| lag.value_at_quantile(q) as f64 / 1000.0;
+    let mut table = Table::new("Async invokes", &["metric", "Nimbus"]);
+    table.row(vec![
+        format!("events accepted per second ({workers} clients, {events} events)"),
+        cell(Some(accepts_per_second), 0),
+    ]);
+    table.row(vec![
+        "events run per second, first accept to last record".into(),
+        cell(Some(events as f64 / drained_seconds), 0),
+    ]);
+    table.row(vec![
+        "lag from accept to start p50 ms, burst".into(),
+        cell(Some(ms(&burst_lag, 0.5)), 1),
+    ]);
+    table.row(vec![
+        "lag from accept to start p99 ms, burst".into(),
+        cell(Some(ms(&burst_lag, 0.99)), 1),
+    ]);
+    table.row(vec![
+        format!("lag from accept to start p50 ms, {rate:.0} events/s"),
+        cell(Some(ms(&paced_lag, 0.5)), 1),
+    ]);
+    table.row(vec![
+        format!("lag from accept to start p99 ms, {rate:.0} events/s"),
+        cell(Some(ms(&paced_lag, 0.99)), 1),
+    ]);
+    table.note(
+        "Lag is the record's start time (millisecond precision) minus the time the client read the 202. \
+         In the burst, events wait behind earlier ones; paced, each event finds the queue empty.",
+    );
+    if let Ok(server) = std::sync::Arc::try_unwrap(server) {
+        server.service.stop(Duration::from_secs(10));
+    }
+    Ok(table)
+}
+
+/// Waits until every event in `accepted_at` has a successful record and returns
+/// the lags from accept to start in microseconds.
+async fn wait_for_events(
+    args: &Args,
+    server: &Nimbus,
+    name: &str,
+    accepted_at: &HashMap<String, SystemTime>,
+) -> Result<Histogram<u64>> {
     let deadline = Instant::now() + Duration::from_secs(if args.smoke { 60 } else { 300 });
     let records = loop {
         let records = server.invocations(name, 10_000).await?;
@@ -769,15 +828,17 @@ async fn asynchronous(args: &Args) -> Result<Table> {
             .iter()
             .filter(|r| accepted_at.contains_key(r["request_id"].as_str().unwrap_or_default()))
             .count();
-        if done >= events as usize {
+        if done >= accepted_at.len() {
             break records;
         }
         if Instant::now() > deadline {
-            bail!("only {done} of {events} events ran within the deadline");
+            bail!(
+                "only {done} of {} events of {name} ran within the deadline",
+                accepted_at.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let drained_seconds = started.elapsed().as_secs_f64();
     let mut lag = histogram();
     for record in &records {
         let Some(accepted) = record["request_id"].as_str().and_then(|id| accepted_at.get(id)) else {
@@ -790,30 +851,12 @@ async fn asynchronous(args: &Args) -> Result<Table> {
             record["start_time"].as_str().unwrap_or_default(),
             &time::format_description::well_known::Rfc3339,
         )?;
-        let accepted = time::OffsetDateTime::from(*accepted);
-        let micros = (start - accepted).whole_microseconds().max(1) as u64;
+        let micros = (start - time::OffsetDateTime::from(*accepted))
+            .whole_microseconds()
+            .max(1) as u64;
         let _ = lag.record(micros);
     }
-    let ms = |q: f64| lag.value_at_quantile(q) as f64 / 1000.0;
-    let mut table = Table::new(&format!("Async invokes ({events} events)"), &["metric", "Nimbus"]);
-    table.row(vec![
-        format!("events accepted per second ({workers} clients)"),
-        cell(Some(accepts_per_second), 0),
-    ]);
-    table.row(vec![
-        "events run per second, accept to last record".into(),
-        cell(Some(events as f64 / drained_seconds), 0),
-    ]);
-    table.row(vec!["lag from accept to start p50 ms".into(), cell(Some(ms(0.5)), 1)]);
-    table.row(vec!["lag from accept to start p99 ms".into(), cell(Some(ms(0.99)), 1)]);
-    table.note(
-        "Lag is the record's start time (millisecond precision) minus the time the client read the 202. \
-         The events are sent as fast as the clients can, so the lag includes queueing behind earlier events.",
-    );
-    if let Ok(server) = std::sync::Arc::try_unwrap(server) {
-        server.service.stop(Duration::from_secs(10));
-    }
-    Ok(table)
+    Ok(lag)
 }
 
 fn targets(summary: &Summary) -> Table {
