@@ -41,6 +41,9 @@ pub struct Args {
         default_value = "warm,cold,sandbox,memory,control,async"
     )]
     pub only: Vec<String>,
+    /// Languages of the warm and cold scenarios, comma-separated: python, node, rust.
+    #[arg(long, value_delimiter = ',', default_value = "python,node,rust")]
+    pub languages: Vec<String>,
     /// Leave out the peers (cargo-lambda and serverless-offline), for machines
     /// without them installed.
     #[arg(long)]

@@ -77,6 +77,18 @@ fn package(functions: &Functions, language: Language) -> &Package {
     }
 }
 
+fn languages(args: &Args) -> Result<Vec<Language>> {
+    args.languages
+        .iter()
+        .map(|name| match name.as_str() {
+            "python" => Ok(Language::Python),
+            "node" => Ok(Language::Node),
+            "rust" => Ok(Language::Rust),
+            other => bail!("unknown language {other:?} in --languages; use python, node or rust"),
+        })
+        .collect()
+}
+
 fn bounds(args: &Args, concurrency: usize) -> Bounds {
     let warmup = match (args.smoke, concurrency) {
         (true, _) => 0.3,
@@ -107,10 +119,12 @@ async fn measure(args: &Args, name: &str, call: &load::Call) -> Result<Vec<Outco
             );
         }
         eprintln!(
-            "  {name:<20} c={concurrency:<3} {:>9.0}/s  p50 {:.3} ms  p99 {:.3} ms",
+            "  {name:<20} c={concurrency:<3} {:>9.0}/s  p50 {:.3} ms  p99 {:.3} ms  mean {:.3} ms  max {:.3} ms",
             outcome.per_second(),
             outcome.ms(0.5),
-            outcome.ms(0.99)
+            outcome.ms(0.99),
+            outcome.latency_us.mean() / 1000.0,
+            outcome.latency_us.max() as f64 / 1000.0
         );
         outcomes.push(outcome);
     }
@@ -121,7 +135,7 @@ async fn warm(args: &Args, summary: &mut Summary) -> Result<Vec<Table>> {
     let server = start_nimbus(args, "warm")?;
     let functions = functions(args, &server)?;
     let mut tables = Vec::new();
-    for language in Language::ALL {
+    for language in languages(args)? {
         eprintln!("warm invokes, {}", language.label());
         let name = format!("warm-{}", language.label().replace('.', ""));
         server
@@ -281,7 +295,7 @@ async fn cold(args: &Args, summary: &mut Summary) -> Result<Table> {
             "Nimbus − baseline",
         ],
     );
-    for language in Language::ALL {
+    for language in languages(args)? {
         eprintln!("cold starts, {}", language.label());
         let label = language.label();
         let mut totals = Vec::new();
