@@ -56,6 +56,10 @@ pub(crate) struct SlotCgroup {
     /// Directory with the memory controller files, if memory is limited.
     memory_dir: Option<PathBuf>,
     version2: bool,
+    /// The peak memory file, opened at the first read and read again with pread:
+    /// each invocation's REPORT reads it, and a path lookup in cgroupfs per read
+    /// cost more than the read.
+    peak_file: std::sync::OnceLock<Option<std::fs::File>>,
 }
 
 impl CgroupManager {
@@ -108,6 +112,7 @@ impl CgroupManager {
                     dirs: Vec::new(),
                     memory_dir: None,
                     version2: false,
+                    peak_file: std::sync::OnceLock::new(),
                 };
                 // On error, dropping `cgroup` removes the directories created so far.
                 if let Some(parent) = memory {
@@ -143,6 +148,7 @@ impl CgroupManager {
                     dirs: Vec::new(),
                     memory_dir: None,
                     version2: true,
+                    peak_file: std::sync::OnceLock::new(),
                 };
                 let dir = cgroup.add_dir(parent.join(slot_id))?;
                 if *memory {
@@ -192,13 +198,23 @@ impl SlotCgroup {
     /// Peak memory use in bytes: v1 `memory.max_usage_in_bytes` or v2 `memory.peak`
     /// (Linux 5.19 and later).
     pub(crate) fn memory_peak_bytes(&self) -> Option<u64> {
-        let dir = self.memory_dir.as_ref()?;
-        let file = if self.version2 {
-            "memory.peak"
-        } else {
-            "memory.max_usage_in_bytes"
-        };
-        std::fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
+        use std::os::unix::fs::FileExt;
+        let file = self
+            .peak_file
+            .get_or_init(|| {
+                let dir = self.memory_dir.as_ref()?;
+                let name = if self.version2 {
+                    "memory.peak"
+                } else {
+                    "memory.max_usage_in_bytes"
+                };
+                std::fs::File::open(dir.join(name)).ok()
+            })
+            .as_ref()?;
+        // cgroupfs renders the value afresh for every read from offset 0.
+        let mut buffer = [0u8; 32];
+        let length = file.read_at(&mut buffer, 0).ok()?;
+        std::str::from_utf8(&buffer[..length]).ok()?.trim().parse().ok()
     }
 
     /// Returns whether the kernel OOM killer killed a process of this cgroup: the `oom_kill`

@@ -39,7 +39,8 @@ pub const INIT_SUBCOMMAND: &str = "sandbox-init";
 pub fn init_program(nimbus: &std::path::Path) -> (PathBuf, Vec<String>) {
     use std::os::unix::fs::PermissionsExt;
     let small = nimbus.with_file_name(INIT_PROGRAM_NAME);
-    let executable = std::fs::metadata(&small).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0);
+    let executable =
+        std::fs::metadata(&small).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0);
     if executable {
         (small, Vec::new())
     } else {

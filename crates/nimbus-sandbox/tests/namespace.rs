@@ -691,3 +691,34 @@ async fn spawn_to_exit_measurement() {
         println!("slot /bin/true: spawn {spawned:?}, exit {exited:?}, destroyed {destroyed:?} (from spawn call)");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peak_memory_is_read_afresh_each_time() {
+    let fixture = fixture();
+    let backend = backend(&fixture);
+    // The pause leaves ample time to read the peak before the allocation.
+    let spec = python(
+        &fixture,
+        "peak",
+        "import time\nprint('small', flush=True)\ntime.sleep(1)\ndata = b'x' * (64 << 20)\nprint('big', flush=True)\ntime.sleep(30)",
+    );
+    let slot = backend.spawn(&spec).unwrap();
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = slot.stdout;
+    tokio::task::spawn_blocking(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let first = tokio::time::timeout(TIMEOUT, receiver.recv()).await.unwrap();
+    let small = slot.control.memory_peak_bytes().expect("no peak memory reading");
+    let second = tokio::time::timeout(TIMEOUT, receiver.recv()).await.unwrap();
+    let big = slot.control.memory_peak_bytes().expect("no peak memory reading");
+    slot.control.destroy().await;
+    assert_eq!(first.as_deref(), Some("small"));
+    assert_eq!(second.as_deref(), Some("big"));
+    assert!(
+        big >= small + (60 << 20),
+        "the peak went from {small} to {big} bytes across a 64 MB allocation"
+    );
+}

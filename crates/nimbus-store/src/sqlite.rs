@@ -262,6 +262,11 @@ fn same_settings(a: &FunctionSettings, b: &FunctionSettings) -> bool {
 /// maintenance task. SQLite connections stay valid for as long as the file exists, and
 /// sqlx 0.8.6's maintenance task loops without yielding once its idle count underflows,
 /// which starved a tokio worker thread here (seen under load in the end-to-end tests).
+/// Rows per multi-row INSERT, within SQLite's limit of 32,766 bound values: 22
+/// columns of invocation records, 4 of log events.
+const RECORDS_PER_INSERT: usize = 1_000;
+const LOG_EVENTS_PER_INSERT: usize = 5_000;
+
 fn pool_options(max_connections: u32) -> SqlitePoolOptions {
     SqlitePoolOptions::new()
         .max_connections(max_connections)
@@ -823,51 +828,53 @@ impl ControlStore for SqliteStore {
     }
 
     async fn record_invocations(&self, records: &[InvocationRecord], logs: &[LogEvent]) -> Result<()> {
+        // Multi-row INSERTs: every statement is a round trip to sqlx's SQLite thread,
+        // which cost more than the insert itself when each row had its own.
         let mut tx = self.writer.begin().await?;
-        for record in records {
-            sqlx::query(
+        for chunk in records.chunks(RECORDS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO invocations (request_id, function_id, version, account_id, trigger_type, invocation_type, \
                  start_time, end_time, duration_ms, billed_duration_ms, memory_used_mb, init_duration_ms, status, \
                  error_type, cold_start, slot_id, trace_id, sandbox_ms, code_ms, code_tier, runtime_init_ms, \
-                 user_init_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-                 $20, $21, $22)",
-            )
-            .bind(&record.request_id)
-            .bind(record.function_id.to_string())
-            .bind(&record.version)
-            .bind(record.account_id.to_string())
-            .bind(&record.trigger_type)
-            .bind(&record.invocation_type)
-            .bind(timestamp(record.start_time))
-            .bind(timestamp(record.end_time))
-            .bind(record.duration_ms)
-            .bind(record.billed_duration_ms as i64)
-            .bind(record.memory_used_mb as i64)
-            .bind(record.init_duration_ms)
-            .bind(&record.status)
-            .bind(&record.error_type)
-            .bind(record.cold_start)
-            .bind(&record.slot_id)
-            .bind(&record.trace_id)
-            .bind(record.sandbox_ms)
-            .bind(record.code_ms)
-            .bind(&record.code_tier)
-            .bind(record.runtime_init_ms)
-            .bind(record.user_init_ms)
-            .execute(&mut *tx)
-            .await?;
+                 user_init_ms) ",
+            );
+            insert.push_values(chunk, |mut row, record| {
+                row.push_bind(&record.request_id)
+                    .push_bind(record.function_id.to_string())
+                    .push_bind(&record.version)
+                    .push_bind(record.account_id.to_string())
+                    .push_bind(&record.trigger_type)
+                    .push_bind(&record.invocation_type)
+                    .push_bind(timestamp(record.start_time))
+                    .push_bind(timestamp(record.end_time))
+                    .push_bind(record.duration_ms)
+                    .push_bind(record.billed_duration_ms as i64)
+                    .push_bind(record.memory_used_mb as i64)
+                    .push_bind(record.init_duration_ms)
+                    .push_bind(&record.status)
+                    .push_bind(&record.error_type)
+                    .push_bind(record.cold_start)
+                    .push_bind(&record.slot_id)
+                    .push_bind(&record.trace_id)
+                    .push_bind(record.sandbox_ms)
+                    .push_bind(record.code_ms)
+                    .push_bind(&record.code_tier)
+                    .push_bind(record.runtime_init_ms)
+                    .push_bind(record.user_init_ms);
+            });
+            insert.build().execute(&mut *tx).await?;
         }
-        for event in logs {
-            sqlx::query(
-                "INSERT INTO log_events (function_id, request_id, timestamp_ms, message) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(event.function_id.to_string())
-            .bind(&event.request_id)
-            .bind(event.timestamp_ms)
-            .bind(&event.message)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in logs.chunks(LOG_EVENTS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO log_events (function_id, request_id, timestamp_ms, message) ",
+            );
+            insert.push_values(chunk, |mut row, event| {
+                row.push_bind(event.function_id.to_string())
+                    .push_bind(&event.request_id)
+                    .push_bind(event.timestamp_ms)
+                    .push_bind(&event.message);
+            });
+            insert.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -1286,3 +1286,77 @@ async fn provisioned_deleted_with_function() {
     store.delete_function(function.function_id).await.unwrap();
     assert!(store.list_all_provisioned_concurrency().await.unwrap().is_empty());
 }
+
+fn invocation(function: &FunctionRecord, i: usize, at: OffsetDateTime) -> nimbus_store::InvocationRecord {
+    nimbus_store::InvocationRecord {
+        request_id: format!("request-{i:05}"),
+        function_id: function.function_id,
+        version: "$LATEST".to_string(),
+        account_id: function.account_id,
+        trigger_type: "HTTP".to_string(),
+        invocation_type: "RequestResponse".to_string(),
+        start_time: at + time::Duration::milliseconds(i as i64),
+        end_time: at + time::Duration::milliseconds(i as i64 + 1),
+        duration_ms: 0.5,
+        billed_duration_ms: 1,
+        memory_used_mb: 10,
+        init_duration_ms: (i % 2 == 0).then_some(12.5),
+        sandbox_ms: None,
+        code_ms: None,
+        code_tier: (i % 2 == 0).then(|| "L1".to_string()),
+        runtime_init_ms: None,
+        user_init_ms: None,
+        status: "SUCCESS".to_string(),
+        error_type: None,
+        cold_start: i % 2 == 0,
+        slot_id: Some(format!("slot-{i}")),
+        trace_id: format!("Root=1-{i:08x}"),
+    }
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_one_insert_stores_every_record_and_line() {
+    let (_dir, store) = open_store().await;
+    let account = create_account(&store, "batches").await;
+    let function = function(account.account_id, "batched");
+    store.insert_function(&function).await.unwrap();
+    let at = OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    // More rows than one multi-row INSERT takes, of records and of log lines.
+    let records: Vec<_> = (0..2_500).map(|i| invocation(&function, i, at)).collect();
+    let logs: Vec<_> = (0..12_000)
+        .map(|i| nimbus_store::LogEvent {
+            sequence: 0,
+            function_id: function.function_id,
+            request_id: Some(format!("request-{:05}", i / 5)),
+            timestamp_ms: at.unix_timestamp() * 1000 + i as i64,
+            message: format!("line {i}"),
+        })
+        .collect();
+    store.record_invocations(&records, &logs).await.unwrap();
+
+    let stored = store
+        .list_invocations(function.function_id, None, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2_500);
+    let newest = &stored[0];
+    assert_eq!(newest.request_id, "request-02499");
+    assert_eq!(newest.trace_id, "Root=1-000009c3");
+    assert!(!newest.cold_start);
+    let oldest = stored.last().unwrap();
+    assert_eq!(oldest.init_duration_ms, Some(12.5));
+    assert_eq!(oldest.code_tier.as_deref(), Some("L1"));
+
+    let query = nimbus_store::LogQuery {
+        request_id: None,
+        start_ms: None,
+        end_ms: None,
+        after_sequence: None,
+        limit: 20_000,
+    };
+    let lines = store.query_logs(function.function_id, &query).await.unwrap();
+    assert_eq!(lines.len(), 12_000);
+    assert_eq!(lines[0].message, "line 0");
+    assert_eq!(lines[11_999].message, "line 11999");
+    assert!(lines.windows(2).all(|pair| pair[0].sequence < pair[1].sequence));
+}
