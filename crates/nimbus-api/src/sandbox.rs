@@ -19,13 +19,8 @@ pub fn backend(choice: SandboxChoice, data_dir: &Path) -> Result<Arc<dyn Sandbox
         .map_err(|e| ServerError::Sandbox(format!("failed to find the nimbus executable for slot init: {e}")))?;
     let (program, prefix) = nimbus_sandbox::init_program(&nimbus);
     tracing::debug!(init = %program.display(), "slot init program");
-    let backend = NamespaceBackend::new(
-        program,
-        prefix,
-        work_dir,
-        NamespaceOptions::default(),
-    )
-    .map_err(|e| ServerError::Sandbox(format!("failed to set up the namespace sandbox: {e}")))?;
+    let backend = NamespaceBackend::new(program, prefix, work_dir, NamespaceOptions::default())
+        .map_err(|e| ServerError::Sandbox(format!("failed to set up the namespace sandbox: {e}")))?;
     if choice == SandboxChoice::Namespace && backend.isolation() == IsolationMode::Bare {
         return Err(ServerError::Sandbox(
             "this host allows no namespaces for this user, so --sandbox namespace cannot run; use --sandbox auto or process"
