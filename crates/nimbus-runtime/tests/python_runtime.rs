@@ -214,7 +214,8 @@ async fn task_root_first_and_host_packages_hidden() {
     // Debian ships pip in /usr/lib/python3/dist-packages, which -S keeps off sys.path.
     assert_eq!(fields["pip_visible"], json!(false));
     assert_eq!(fields["bytecode_disabled"], json!(true));
-    // The bootstrap imports its own http.client without ssl; functions get a complete one.
+    // The bootstrap's own client imports neither http.client nor ssl, and functions get
+    // the complete modules.
     assert_eq!(fields["https_available"], json!(true));
 }
 

@@ -99,6 +99,20 @@ impl Connection {
         }
     }
 
+    /// Writes `requests` as they are, in one write, without reading a response.
+    async fn write_raw(&mut self, requests: &[u8]) {
+        let stream = self.stream.get_mut();
+        stream.write_all(requests).await.expect("write requests");
+    }
+
+    /// Reads the next response, failing the test if none arrives in time.
+    async fn expect_response(&mut self) -> HttpResponse {
+        match tokio::time::timeout(STEP_TIMEOUT, self.read_response()).await {
+            Ok(response) => response,
+            Err(_) => panic!("no response in {STEP_TIMEOUT:?}"),
+        }
+    }
+
     async fn read_response(&mut self) -> HttpResponse {
         let mut status_line = String::new();
         self.stream.read_line(&mut status_line).await.expect("read status line");
@@ -204,6 +218,68 @@ async fn next_delivers_event_with_headers() {
     assert_eq!(
         finish(task).await,
         InvokeOutcome::Response(Bytes::from_static(b"\x00binary\xff"))
+    );
+}
+
+#[tokio::test]
+async fn pipelined_requests_served_in_order() {
+    let api = serve(RuntimeApiLimits::default());
+    let mut runtime = Connection::open(&api).await;
+    let first = invocation(r#""first""#);
+    let first_id = first.request_id.clone();
+    let first_task = invoke_in_background(&api, first);
+    assert_eq!(runtime.get(NEXT).await.text(), r#""first""#);
+
+    // The response to the first event and the poll for the next, in one write, as the
+    // bootstraps send them.
+    let response_then_next = format!(
+        "POST {} HTTP/1.1\r\nHost: runtime\r\nContent-Length: 3\r\n\r\noneGET {NEXT} HTTP/1.1\r\nHost: runtime\r\n\r\n",
+        response_path(&first_id)
+    );
+    runtime.write_raw(response_then_next.as_bytes()).await;
+    // The 202 arrives while the poll still waits, so the server does not hold it back
+    // until the next event.
+    let posted = runtime.expect_response().await;
+    assert_eq!(posted.status, 202);
+    assert_eq!(posted.text(), ACCEPTED_BODY);
+    assert_eq!(
+        finish(first_task).await,
+        InvokeOutcome::Response(Bytes::from_static(b"one"))
+    );
+
+    let second = invocation(r#""second""#);
+    let second_id = second.request_id.clone();
+    let second_task = invoke_in_background(&api, second);
+    let next = runtime.expect_response().await;
+    assert_eq!(next.status, 200);
+    assert_eq!(next.header("lambda-runtime-aws-request-id"), Some(second_id.as_str()));
+    assert_eq!(next.text(), r#""second""#);
+
+    // An error post pipelined with the next poll, with a third event already queued.
+    let third = invocation(r#""third""#);
+    let third_id = third.request_id.clone();
+    let third_task = invoke_in_background(&api, third);
+    let error_then_next = format!(
+        "POST {} HTTP/1.1\r\nHost: runtime\r\nLambda-Runtime-Function-Error-Type: Failed\r\nContent-Length: 2\r\n\r\n{{}}GET {NEXT} HTTP/1.1\r\nHost: runtime\r\n\r\n",
+        error_path(&second_id)
+    );
+    runtime.write_raw(error_then_next.as_bytes()).await;
+    assert_eq!(runtime.expect_response().await.status, 202);
+    assert_eq!(
+        finish(second_task).await,
+        InvokeOutcome::FunctionError {
+            error_type: Some("Failed".to_string()),
+            body: Bytes::from_static(b"{}"),
+        }
+    );
+    let next = runtime.expect_response().await;
+    assert_eq!(next.header("lambda-runtime-aws-request-id"), Some(third_id.as_str()));
+    assert_eq!(next.text(), r#""third""#);
+
+    runtime.post(&response_path(&third_id), &[], b"three").await;
+    assert_eq!(
+        finish(third_task).await,
+        InvokeOutcome::Response(Bytes::from_static(b"three"))
     );
 }
 

@@ -1,6 +1,7 @@
 //! Helpers for tests that run real runtimes against a real `RuntimeApi`.
 #![allow(dead_code)] // each test file uses a different part
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -73,13 +74,32 @@ pub async fn start_with_limits(
     files: &[(&str, &str)],
     limits: RuntimeApiLimits,
 ) -> TestSlot {
+    start_with_address(offer, handler, files, limits, |api_address| api_address.to_string()).await
+}
+
+/// Starts the bootstrap like [`start_with_limits`], with `AWS_LAMBDA_RUNTIME_API` set to
+/// `runtime_api_address(address of the slot's Runtime API)`, for example a proxy's address.
+pub async fn start_with_address(
+    offer: &RuntimeOffer,
+    handler: &str,
+    files: &[(&str, &str)],
+    limits: RuntimeApiLimits,
+    runtime_api_address: impl FnOnce(SocketAddr) -> String,
+) -> TestSlot {
     let task_root = write_task_root(files);
     let runtime_root = tempfile::tempdir().expect("create runtime root");
     install_bootstraps(runtime_root.path()).expect("install bootstraps");
     let argv = offer.command(runtime_root.path(), task_root.path());
     let mut environment = offer.environment(runtime_root.path(), task_root.path());
     environment.push(("_HANDLER".to_string(), handler.to_string()));
-    start_process(argv, environment, task_root, runtime_root, limits)
+    let api = serve_runtime_api(limits);
+    let address = runtime_api_address(api.local_addr());
+    spawn_runtime(api, address, argv, environment, task_root, runtime_root)
+}
+
+fn serve_runtime_api(limits: RuntimeApiLimits) -> RuntimeApi {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    RuntimeApi::serve(listener, limits).expect("serve Runtime API")
 }
 
 /// Starts `argv` with a clean environment made of the function's reserved variables,
@@ -91,16 +111,28 @@ pub fn start_process(
     runtime_root: TempDir,
     limits: RuntimeApiLimits,
 ) -> TestSlot {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let api = RuntimeApi::serve(listener, limits).expect("serve Runtime API");
+    let api = serve_runtime_api(limits);
+    let address = api.local_addr().to_string();
+    spawn_runtime(api, address, argv, environment, task_root, runtime_root)
+}
 
+/// Starts `argv` as [`start_process`] describes, telling it to reach the Runtime API at
+/// `runtime_api_address`.
+fn spawn_runtime(
+    api: RuntimeApi,
+    runtime_api_address: String,
+    argv: Vec<String>,
+    environment: Vec<(String, String)>,
+    task_root: TempDir,
+    runtime_root: TempDir,
+) -> TestSlot {
     let (program, args) = argv.split_first().expect("argv is not empty");
     let mut command = Command::new(program);
     command
         .args(args)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
-        .env("AWS_LAMBDA_RUNTIME_API", api.local_addr().to_string())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api_address)
         .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION_NAME)
         .env("AWS_LAMBDA_FUNCTION_VERSION", FUNCTION_VERSION)
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", MEMORY_SIZE)
