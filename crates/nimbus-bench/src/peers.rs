@@ -67,6 +67,26 @@ pub fn baseline_command(bench_dir: &Path, language: Language, address: SocketAdd
     command
 }
 
+/// The command that starts the language, loads the same handler, calls it once,
+/// prints its JSON and exits: the language's own cold start.
+pub fn start_command(bench_dir: &Path, language: Language) -> Command {
+    let mut command = match language {
+        Language::Python => {
+            let mut command = Command::new(PYTHON);
+            command.arg("-S").arg(bench_dir.join("baseline/start.py"));
+            command
+        }
+        Language::Node => {
+            let mut command = Command::new(NODE);
+            command.arg(bench_dir.join("baseline/start.mjs"));
+            command
+        }
+        Language::Rust => Command::new(bench_dir.join("functions/noop-rust/target/release/start")),
+    };
+    command.env_clear().env("PATH", "/usr/bin:/bin").env("LANG", "C.UTF-8");
+    command
+}
+
 fn plain_call(address: SocketAddr, path: &str) -> Call {
     Call {
         address,

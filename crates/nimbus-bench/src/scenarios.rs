@@ -11,7 +11,6 @@ use crate::load::{self, histogram, Bounds, Outcome};
 use crate::nimbus::{Functions, Nimbus, Package};
 use crate::peers::{self, Language, Target};
 use crate::report::{cell, ratio, Table};
-use crate::service::{free_address, Service};
 use crate::Args;
 
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
@@ -315,7 +314,7 @@ async fn cold(args: &Args, summary: &mut Summary) -> Result<Table> {
         }
         let mut starts = Vec::new();
         for _ in 0..samples {
-            starts.push(baseline_start(args, language).await? * 1000.0);
+            starts.push(baseline_start(args, language)? * 1000.0);
         }
         for (quantile, q) in [(0.5, "p50"), (0.99, "p99")] {
             let n = quantile_ms(&totals, quantile);
@@ -361,43 +360,28 @@ async fn cold(args: &Args, summary: &mut Summary) -> Result<Table> {
     }
     table.note(format!(
         "Nimbus: {samples} new functions per language, each invoked once, timed by the client. \
-         Baseline: the language's HTTP server started {samples} times, timed from spawn to its first response."
+         Baseline: the language started {samples} times to load the same handler, call it once and print \
+         its result, timed from spawn to exit."
     ));
     server.service.stop(Duration::from_secs(10));
     Ok(table)
 }
 
-/// Starts the language's baseline server and returns seconds from spawn to the end
-/// of its first response.
-async fn baseline_start(args: &Args, language: Language) -> Result<f64> {
-    let address = free_address()?;
-    let command = peers::baseline_command(&args.bench_dir, language, address);
-    let log = args.out.join(format!("baseline-start-{}.log", language.label()));
+/// Runs the language's start command once and returns seconds from spawn to its
+/// exit with the handler's output.
+fn baseline_start(args: &Args, language: Language) -> Result<f64> {
+    let mut command = peers::start_command(&args.bench_dir, language);
     let started = Instant::now();
-    let mut service = Service::spawn("baseline", command, &log)?;
-    service.wait_for_port(address, Duration::from_secs(30))?;
-    let call = load::Call {
-        address,
-        path: "/".into(),
-        headers: Vec::new(),
-        body: bytes::Bytes::from_static(b"{}"),
-        expect: "\"ok\"",
-    };
-    let bounds = Bounds {
-        concurrency: 1,
-        warmup: Duration::ZERO,
-        duration: Duration::from_secs(30),
-        max_requests: 1,
-    };
-    let outcome = load::run(&call, bounds).await?;
+    let output = command.output().with_context(|| format!("run {command:?}"))?;
     let elapsed = started.elapsed().as_secs_f64();
-    if outcome.requests != 1 {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() || !stdout.contains("\"ok\"") {
         bail!(
-            "the baseline's first request failed: {}",
-            outcome.first_failure.unwrap_or_default()
+            "{command:?} ended {} with {stdout:?} and {:?}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
         );
     }
-    service.stop(Duration::from_secs(2));
     Ok(elapsed)
 }
 

@@ -1,4 +1,4 @@
-//! The no-op handler shared by the `bootstrap` and `baseline` binaries, so both run
+//! The no-op handler shared by the `bootstrap`, `baseline` and `start` binaries, so all run
 //! the same code and a benchmark compares only what surrounds it.
 
 use serde_json::{json, Value};
