@@ -633,9 +633,9 @@ async fn memory(args: &Args, summary: &mut Summary) -> Result<Table> {
         row.extend(values.iter().map(|v| cell(Some(*v), 0)));
         row
     };
-    table.row(row("platform KiB per slot (server + slot init process)", &platform));
+    table.row(row("platform KiB per slot (server + slot init processes)", &platform));
     table.row(row("  of which the server process", &server_part));
-    table.row(row("  of which the slot's init process", &init_part));
+    table.row(row("  of which the slot's two init processes", &init_part));
     table.row(row("total KiB per slot (platform + runtime)", &total));
     table.note(
         "Proportional set size (PSS) from /proc/PID/smaps_rollup, before and after provisioning the slots, \
@@ -860,17 +860,19 @@ async fn wait_for_events(
 fn targets(summary: &Summary) -> Table {
     let mut table = Table::new("Targets", &["target", "goal", "measured", "distance"]);
     let mut add = |target: String, goal: f64, measured: Option<f64>, higher_is_better: bool, unit: &str| {
+        // Milliseconds with three decimals; rates and sizes in whole units.
+        let decimals = if unit == "ms" { 3 } else { 0 };
         let distance = match measured {
             Some(m) if (higher_is_better && m >= goal) || (!higher_is_better && m <= goal) => "met".to_string(),
             Some(m) if higher_is_better => format!("{:.2}× of goal", m / goal),
-            Some(m) => format!("{} {unit} over", cell(Some(m - goal), 3)),
+            Some(m) => format!("{} {unit} over", cell(Some(m - goal), decimals)),
             None => "not measured".to_string(),
         };
         let comparison = if higher_is_better { "≥" } else { "≤" };
         table.row(vec![
             target,
-            format!("{comparison} {} {unit}", cell(Some(goal), 3)),
-            format!("{} {unit}", cell(measured, 3)),
+            format!("{comparison} {} {unit}", cell(Some(goal), decimals)),
+            format!("{} {unit}", cell(measured, decimals)),
             distance,
         ]);
     };
