@@ -30,7 +30,7 @@ pub struct Call {
 }
 
 impl Call {
-    /// The request's bytes on the wire.
+    /// Serializes the request to its bytes on the wire.
     fn serialize(&self) -> Bytes {
         let mut request = format!(
             "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
@@ -58,7 +58,7 @@ pub struct Bounds {
     pub max_requests: u64,
 }
 
-/// What one load run measured. Latencies are in microseconds.
+/// Measurements of one load run. Latencies are in microseconds.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub requests: u64,
@@ -79,7 +79,7 @@ impl Outcome {
     }
 }
 
-/// A histogram of microseconds from 1 µs to 10 minutes with 3 significant digits.
+/// Returns a histogram of microseconds from 1 µs to 10 minutes with 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
@@ -263,7 +263,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_request_is_serialized_once_with_its_length() {
+    fn request_serializes_with_its_length() {
         let call = Call {
             address: "127.0.0.1:9".parse().unwrap(),
             path: "/functions/f/invocations".into(),
@@ -279,7 +279,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failures_are_counted_with_their_reason() {
+    async fn run_counts_failures_with_reason() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         // Every other response, counted over all connections, lacks `"ok"`.

@@ -27,7 +27,7 @@ pub struct Args {
     /// The `bench` directory with the functions, baselines and installed peers.
     #[arg(long, default_value = "bench")]
     pub bench_dir: PathBuf,
-    /// Where to write the tables (`results.md`) and the logs of every process.
+    /// Directory for the tables (`results.md`) and the logs of every process.
     #[arg(long, default_value = "bench/results")]
     pub out: PathBuf,
     /// A run of a few seconds that checks every scenario works; its numbers mean

@@ -101,7 +101,7 @@ impl Nimbus {
         let status = response.status();
         let body = response.bytes().await?;
         if !status.is_success() {
-            bail!("Nimbus answered {status}: {}", String::from_utf8_lossy(&body));
+            bail!("Nimbus returned {status}: {}", String::from_utf8_lossy(&body));
         }
         if body.is_empty() {
             return Ok(Value::Null);

@@ -520,7 +520,7 @@ fn pss_kib(pid: u32) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// Every process below `root`, with whether it is a slot's init process.
+/// Lists every process below `root`, with whether it is a slot's init process.
 fn descendants(root: u32) -> Vec<(u32, bool)> {
     let mut parents: HashMap<u32, u32> = HashMap::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
