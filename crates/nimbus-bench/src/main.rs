@@ -38,11 +38,12 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "warm,cold,sandbox,memory,control,async"
+        default_value = "warm,cold,sandbox,memory,control,async",
+        value_parser = ["warm", "cold", "sandbox", "memory", "control", "async"]
     )]
     pub only: Vec<String>,
     /// Languages of the warm and cold scenarios, comma-separated: python, node, rust.
-    #[arg(long, value_delimiter = ',', default_value = "python,node,rust")]
+    #[arg(long, value_delimiter = ',', default_value = "python,node,rust", value_parser = ["python", "node", "rust"])]
     pub languages: Vec<String>,
     /// Leave out the peers (cargo-lambda and serverless-offline), for machines
     /// without them installed.
