@@ -144,6 +144,22 @@ async fn cached_reads_return_stored_values() {
     }
 }
 
+/// Sets the account's limit to 500 and the function's memory to 256 MB through the
+/// other store, as another process on the same database would.
+async fn change_in_other_process(stores: &Stores, account: &Account, record: &mut FunctionRecord) {
+    stores
+        .other_process
+        .set_account_concurrency_limit(account.account_id, 500)
+        .await
+        .unwrap();
+    record.settings.memory_size = 256;
+    stores
+        .other_process
+        .update_function(record, FunctionState::Active)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn cached_reads_ignore_other_process_within_ttl() {
     let stores = open_stores(LONG_TTL).await;
@@ -153,17 +169,7 @@ async fn cached_reads_ignore_other_process_within_ttl() {
     assert_eq!(key_limit(cached).await, 1000);
     assert_eq!(memory_size(cached, account.account_id, "hello").await, 128);
 
-    stores
-        .other_process
-        .set_account_concurrency_limit(account.account_id, 500)
-        .await
-        .unwrap();
-    record.settings.memory_size = 256;
-    stores
-        .other_process
-        .update_function(&record, FunctionState::Active)
-        .await
-        .unwrap();
+    change_in_other_process(&stores, &account, &mut record).await;
 
     assert_eq!(key_limit(cached).await, 1000, "the cached account is used");
     assert_eq!(
@@ -182,17 +188,7 @@ async fn other_process_change_seen_after_ttl() {
     assert_eq!(key_limit(cached).await, 1000);
     assert_eq!(memory_size(cached, account.account_id, "hello").await, 128);
 
-    stores
-        .other_process
-        .set_account_concurrency_limit(account.account_id, 500)
-        .await
-        .unwrap();
-    record.settings.memory_size = 256;
-    stores
-        .other_process
-        .update_function(&record, FunctionState::Active)
-        .await
-        .unwrap();
+    change_in_other_process(&stores, &account, &mut record).await;
     tokio::time::sleep(SHORT_TTL + Duration::from_millis(10)).await;
 
     assert_eq!(key_limit(cached).await, 500);
