@@ -30,7 +30,7 @@ pub struct Args {
     /// Directory for the tables (`results.md`) and the logs of every process.
     #[arg(long, default_value = "bench/results")]
     pub out: PathBuf,
-    /// A run of a few seconds that checks every scenario works; its numbers mean
+    /// A run of under a minute that checks every scenario works; its numbers mean
     /// little.
     #[arg(long)]
     pub smoke: bool,
@@ -59,6 +59,12 @@ pub struct Args {
 
 fn main() -> Result<()> {
     let mut args = Args::parse();
+    if !(args.seconds > 0.0 && args.seconds.is_finite()) {
+        anyhow::bail!(
+            "invalid --seconds {}: give a positive number of seconds, such as 5",
+            args.seconds
+        );
+    }
     if args.smoke {
         args.seconds = args.seconds.min(0.5);
         args.functions = args.functions.min(200);

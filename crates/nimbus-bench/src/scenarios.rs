@@ -862,17 +862,20 @@ fn targets(summary: &Summary) -> Table {
     let mut add = |target: String, goal: f64, measured: Option<f64>, higher_is_better: bool, unit: &str| {
         // Milliseconds with three decimals; rates and sizes in whole units.
         let decimals = if unit == "ms" { 3 } else { 0 };
-        let distance = match measured {
-            Some(m) if (higher_is_better && m >= goal) || (!higher_is_better && m <= goal) => "met".to_string(),
-            Some(m) if higher_is_better => format!("{:.2}× of goal", m / goal),
-            Some(m) => format!("{} {unit} over", cell(Some(m - goal), decimals)),
-            None => "not measured".to_string(),
+        // A scenario left out of this run has no row.
+        let Some(m) = measured else { return };
+        let distance = if (higher_is_better && m >= goal) || (!higher_is_better && m <= goal) {
+            "met".to_string()
+        } else if higher_is_better {
+            format!("{:.2}× of goal", m / goal)
+        } else {
+            format!("{} {unit} over", cell(Some(m - goal), decimals))
         };
         let comparison = if higher_is_better { "≥" } else { "≤" };
         table.row(vec![
             target,
             format!("{comparison} {} {unit}", cell(Some(goal), decimals)),
-            format!("{} {unit}", cell(measured, decimals)),
+            format!("{} {unit}", cell(Some(m), decimals)),
             distance,
         ]);
     };
