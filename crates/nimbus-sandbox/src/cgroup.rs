@@ -474,7 +474,7 @@ mod tests {
     }
 
     #[test]
-    fn removal_retries_start_short_and_last_about_a_second() {
+    fn remove_backoff_grows_to_ten_ms() {
         assert_eq!(remove_backoff(0), Duration::from_micros(250));
         assert_eq!(remove_backoff(5), Duration::from_millis(8));
         assert_eq!(remove_backoff(6), Duration::from_millis(10));

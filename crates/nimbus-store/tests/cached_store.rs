@@ -344,11 +344,13 @@ async fn failed_write_still_invalidates() {
     assert_eq!(current.settings.memory_size, 512);
 }
 
-#[tokio::test]
-async fn full_cache_is_cleared() {
+/// Caches function "first" in a cache of `max_entries`, changes it out of band, looks
+/// up two absent functions, and returns the memory size the cache then reports for
+/// "first": 128 while its entry is cached, 256 once the cache was cleared.
+async fn memory_size_after_two_more_entries(max_entries: usize) -> u32 {
     let dir = tempfile::tempdir().expect("create temporary directory");
     let path = dir.path().join("nimbus.db");
-    let cached = CachedStore::new(SqliteStore::open(&path).await.unwrap(), LONG_TTL).with_max_entries(2);
+    let cached = CachedStore::new(SqliteStore::open(&path).await.unwrap(), LONG_TTL).with_max_entries(max_entries);
     let other_process = SqliteStore::open(&path).await.unwrap();
     let account = create_account(&cached).await;
     let mut record = insert(&cached, account.account_id, "first").await;
@@ -359,36 +361,23 @@ async fn full_cache_is_cleared() {
         .update_function(&record, FunctionState::Active)
         .await
         .unwrap();
-    // The second entry fills the cache and the third clears it.
     for name in ["absent-1", "absent-2"] {
         assert!(cached.get_function(account.account_id, name).await.unwrap().is_none());
     }
+    memory_size(&cached, account.account_id, "first").await
+}
 
-    assert_eq!(memory_size(&cached, account.account_id, "first").await, 256);
+#[tokio::test]
+async fn full_cache_is_cleared() {
+    // The second entry fills a cache of two and the third clears it.
+    assert_eq!(memory_size_after_two_more_entries(2).await, 256);
 }
 
 #[tokio::test]
 async fn full_cache_keeps_entries_below_bound() {
-    let dir = tempfile::tempdir().expect("create temporary directory");
-    let path = dir.path().join("nimbus.db");
-    let cached = CachedStore::new(SqliteStore::open(&path).await.unwrap(), LONG_TTL).with_max_entries(3);
-    let other_process = SqliteStore::open(&path).await.unwrap();
-    let account = create_account(&cached).await;
-    let mut record = insert(&cached, account.account_id, "first").await;
-    assert_eq!(memory_size(&cached, account.account_id, "first").await, 128);
-
-    record.settings.memory_size = 256;
-    other_process
-        .update_function(&record, FunctionState::Active)
-        .await
-        .unwrap();
-    // Three entries in all, which the bound allows.
-    for name in ["absent-1", "absent-2"] {
-        assert!(cached.get_function(account.account_id, name).await.unwrap().is_none());
-    }
-
+    // Three entries in all, which a bound of three allows.
     assert_eq!(
-        memory_size(&cached, account.account_id, "first").await,
+        memory_size_after_two_more_entries(3).await,
         128,
         "the entry is still cached"
     );

@@ -1315,7 +1315,7 @@ fn invocation(function: &FunctionRecord, i: usize, at: OffsetDateTime) -> nimbus
 }
 
 #[tokio::test]
-async fn a_batch_larger_than_one_insert_stores_every_record_and_line() {
+async fn record_invocations_spans_several_inserts() {
     let (_dir, store) = open_store().await;
     let account = create_account(&store, "batches").await;
     let function = function(account.account_id, "batched");
