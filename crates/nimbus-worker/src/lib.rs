@@ -17,7 +17,6 @@ mod host;
 pub mod logs;
 mod provisioned;
 
-use futures::FutureExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use nimbus_model::{CodeInfo, FunctionSettings};
 use nimbus_runtime::{InitOutcome, Invocation, InvokeOutcome, RuntimeApi, RuntimeApiLimits, RuntimeCatalog};
 use nimbus_sandbox::{SandboxBackend, SlotControl, SlotExit, SlotSpec};
