@@ -344,9 +344,9 @@ async fn failed_write_still_invalidates() {
     assert_eq!(current.settings.memory_size, 512);
 }
 
-/// Caches function "first" in a cache of `max_entries`, changes it out of band, looks
-/// up two absent functions, and returns the memory size the cache then reports for
-/// "first": 128 while its entry is cached, 256 once the cache was cleared.
+/// Returns the memory size a cache of `max_entries` reports for function "first"
+/// after that function changed out of band and two absent functions were looked up.
+/// It is 128 while the entry is still cached and 256 once the cache was cleared.
 async fn memory_size_after_two_more_entries(max_entries: usize) -> u32 {
     let dir = tempfile::tempdir().expect("create temporary directory");
     let path = dir.path().join("nimbus.db");

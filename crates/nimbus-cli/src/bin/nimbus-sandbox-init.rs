@@ -1,5 +1,5 @@
-//! The init process of namespace slots. `nimbus server` starts it from beside its
-//! own executable; it runs the same code as `nimbus sandbox-init` in a program of
+//! The init process of namespace slots, which `nimbus server` starts from beside its
+//! own executable. It runs the same code as `nimbus sandbox-init` in a program of
 //! under 1 MB, so each slot's two init processes keep less memory.
 
 fn main() {
